@@ -1,0 +1,42 @@
+# One-command set-up: `make demo` and `make test` create .venv, install, then run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench bench-smoke lint java-check clean
+
+java-check:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "ERROR: Java was not found. Spark needs Java 17 or newer."; \
+	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; \
+	  echo "  or set JAVA_HOME to an existing JDK 17+."; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
+	  echo "ERROR: Java $$v found; Spark 4 needs Java 17 or newer."; \
+	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; fi
+
+$(STAMP): setup.cfg setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev]"
+	@touch $(STAMP)
+
+demo: java-check $(STAMP)
+	$(BIN)/python -m sparkimg_ml.demo
+
+test: java-check $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: java-check $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+bench-smoke: java-check $(STAMP)
+	$(BIN)/python -m benchmarks.run --smoke
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check sparkimg_ml tests benchmarks
+	$(BIN)/python -m mypy
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache demo-output

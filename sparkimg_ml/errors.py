@@ -1,0 +1,109 @@
+"""Per-row failure reasons shared by the fetching and image layers.
+
+Every problem with one row's image is raised as :class:`SourceError` carrying a
+short, stable ``code`` from :data:`REASON_CODES` and a one-line ``detail``.
+``str(error)`` is the reason string written to ``errorCol``, e.g.
+``"http_404: Not Found"``.  Details never contain response bodies, header
+values or credentials.
+
+This module imports neither pyspark nor pandas.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+#: Reason codes written to ``errorCol`` (the part before ``": "``), with their meaning.
+REASON_CODES: dict[str, str] = {
+    "missing": "the source is null or empty",
+    "http_4xx": "the server answered with a 4xx status (the code names it, e.g. http_404)",
+    "http_5xx": "the server answered with a 5xx status after all retries (e.g. http_503)",
+    "timeout": "connecting or reading took longer than the configured timeout or deadline",
+    "connection": "the connection failed (refused, reset, DNS failure, body shorter than announced)",
+    "too_large": "the body is larger than maxBytes",
+    "too_many_redirects": "more redirects than allowed, or a redirect loop",
+    "blocked": "the address or host is refused by the network policy",
+    "unsupported_scheme": "the source's scheme is not one the featurizer reads",
+    "not_found": "a local or storage path does not exist",
+    "not_a_file": "a local path is a directory, FIFO, device or other non-regular file",
+    "local_files_disabled": "the source is a local path but local-file reading is turned off",
+    "storage": "a storage (fsspec) backend failed to read the object",
+    "decode": "the bytes are not an image in an accepted format, or are truncated/corrupt",
+    "unsupported_format": "the image format is recognised but not accepted (e.g. EPS, PDF)",
+    "too_many_pixels": "the image has more pixels than maxPixels (decompression-bomb guard)",
+    "bad_struct": "a Spark image struct whose fields are inconsistent",
+}
+
+
+class SourceError(Exception):
+    """One row's image could not be turned into features.
+
+    Parameters
+    ----------
+    code : str
+        Stable machine-readable reason, e.g. ``"http_404"`` or ``"decode"``.
+    detail : str
+        Short human-readable explanation (no secrets, no response bodies).
+
+    Examples
+    --------
+    >>> str(SourceError("http_404", "Not Found"))
+    'http_404: Not Found'
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        self.code = code
+        self.detail = " ".join(str(detail).split())[:300]
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        """The ``errorCol`` string: ``"code: detail"`` (or just the code)."""
+        return f"{self.code}: {self.detail}" if self.detail else self.code
+
+    def __reduce__(self):  # keep code/detail when pickled across processes
+        return (SourceError, (self.code, self.detail))
+
+
+_SECRET_QUERY_KEY = re.compile(
+    r"(sig|signature|token|key|secret|password|passwd|pwd|auth|credential|session|x-amz-|x-goog-)",
+    re.IGNORECASE,
+)
+
+
+def redact_source(source: object, max_length: int = 300) -> str:
+    """Describe a source for an error message without leaking credentials.
+
+    User-info (``user:password@``) is removed from URLs and the values of
+    query parameters that look like secrets (signatures, tokens, keys) are
+    replaced by ``***``. Bytes sources are described by their length.
+
+    Examples
+    --------
+    >>> redact_source("https://u:p@example.com/a.png?X-Amz-Signature=abc&w=3")
+    'https://example.com/a.png?X-Amz-Signature=%2A%2A%2A&w=3'
+    >>> redact_source(b"\\x89PNG")
+    '<4 bytes>'
+    """
+    if source is None:
+        return "<null>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    text = str(source)
+    if text.startswith("data:"):
+        return text[: min(max_length, 40)] + ("..." if len(text) > 40 else "")
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text[:max_length]
+    if parts.scheme and parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(k, "***" if _SECRET_QUERY_KEY.search(k) else v) for k, v in pairs]
+            )
+        text = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return text if len(text) <= max_length else text[: max_length - 3] + "..."
