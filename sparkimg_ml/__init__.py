@@ -1,6 +1,18 @@
-"""sparkimg_ml: images as first-class features in Apache Spark ML."""
+"""sparkimg_ml: images as first-class features in Apache Spark ML.
+
+Stages
+------
+ImageUrlFeaturizer
+    URL / path / bytes / image-struct column -> normalised dense ``Vector``.
+TensorReshaper
+    flat vector or array <-> shaped tensor column (HWC, CHW, ...).
+
+``preprocess`` applies the featurizer's image semantics to one image without Spark.
+"""
 
 from ._version import __version__
 from .errors import REASON_CODES, SourceError
+from .featurizer import ImageUrlFeaturizer
+from .serving import preprocess
 
-__all__ = ["__version__", "REASON_CODES", "SourceError"]
+__all__ = ["__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "preprocess"]

@@ -1,0 +1,266 @@
+"""Batch plumbing between Spark and the pure image/fetch layers.
+
+Only the image column crosses into Python. Each Spark task gets one thread pool
+and one :class:`~sparkimg_ml.fetch.Fetcher` (pooled keep-alive connections);
+rows arrive as Arrow batches, every *unique* source of a batch is fetched and
+decoded on the pool with a bounded look-ahead window, and results leave as
+Arrow ``struct<features: array<float>, error: string>`` batches whose size is
+capped in bytes, so memory stays bounded whatever the image size.
+
+This module knows Spark's batch shapes but no Params: the stage passes a
+:class:`FeaturizeTask` of plain values.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import SourceError, redact_source
+from .fetch import Fetcher, FetchOptions
+from .image_ops import ImageSpec, preprocess_bytes, preprocess_spark_struct
+
+#: What the image column holds.
+SOURCE, BINARY, IMAGE_STRUCT = "source", "binary", "image_struct"
+INPUT_KINDS = (SOURCE, BINARY, IMAGE_STRUCT)
+
+#: Fields of ``spark.read.format("image")``'s struct that we read.
+IMAGE_STRUCT_FIELDS = ("height", "width", "nChannels", "mode", "data")
+
+#: Upper bound of one output Arrow batch; keeps 224x224 and larger outputs from
+#: materialising a whole 10,000-row input batch at once.
+OUTPUT_BATCH_BYTES = 32 * 1024 * 1024
+MAX_OUTPUT_BATCH_ROWS = 4096
+
+Result = Union[np.ndarray, SourceError]
+
+
+class ImageFeaturizationError(RuntimeError):
+    """Raised with ``handleInvalid="error"``; names the row's source and the reason."""
+
+
+@dataclass(frozen=True)
+class FeaturizeTask:
+    """Everything a Python worker needs, as plain picklable values."""
+
+    spec: ImageSpec
+    fetch: FetchOptions
+    input_kind: str
+    handle_invalid: str
+    input_col: str
+
+    def rows_per_output_batch(self) -> int:
+        row_bytes = 4 * self.spec.size
+        return max(1, min(MAX_OUTPUT_BATCH_ROWS, OUTPUT_BATCH_BYTES // row_bytes))
+
+
+def output_arrow_type(size: int) -> pa.DataType:
+    return pa.struct([("features", pa.list_(pa.float32(), size)), ("error", pa.string())])
+
+
+def _decode_slots() -> int:
+    # Decoding is CPU bound and holds a full-size image in memory: cap it near the
+    # core count while the (I/O bound) fetches use every pool thread.
+    return max(2, os.cpu_count() or 2)
+
+
+class _RowProcessor:
+    """Fetches and decodes one row; shared by the pool threads of one task."""
+
+    def __init__(self, task: FeaturizeTask, fetcher: Optional[Fetcher]) -> None:
+        self.task = task
+        self.fetcher = fetcher
+        self._decode_gate = threading.BoundedSemaphore(_decode_slots())
+
+    def __call__(self, item: Any) -> Result:
+        try:
+            if item is None:
+                raise SourceError("missing", "null source")
+            kind = self.task.input_kind
+            if kind == IMAGE_STRUCT:
+                with self._decode_gate:
+                    return preprocess_spark_struct(*item, spec=self.task.spec)
+            if kind == SOURCE:
+                assert self.fetcher is not None
+                data = self.fetcher.fetch(item)
+            else:
+                data = item
+                if len(data) == 0:
+                    raise SourceError("missing", "empty bytes")
+            with self._decode_gate:
+                return preprocess_bytes(data, self.task.spec)
+        except SourceError as error:
+            return error
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Result], items: Iterable[Any],
+                 window: int) -> Iterator[Result]:
+    """``map`` over ``items`` in order, keeping at most ``window`` calls in flight."""
+    pending: Deque[Future] = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _row_items(batch: pa.Array, kind: str) -> Tuple[List[Any], List[Any]]:
+    """(work items, de-duplication keys) for one Arrow batch of the image column."""
+    if isinstance(batch, pa.ChunkedArray):
+        batch = batch.combine_chunks()
+    if kind == IMAGE_STRUCT:
+        columns = [batch.field(name).to_pylist() for name in IMAGE_STRUCT_FIELDS]
+        valid = batch.is_valid().to_pylist()
+        items: List[Any] = [
+            tuple(values) if ok and values[-1] is not None else None
+            for ok, values in zip(valid, zip(*columns))
+        ]
+        return items, [None] * len(items)  # decoded pixels: nothing to fetch twice
+    values = batch.to_pylist()
+    if kind == SOURCE:
+        values = [None if v is None or not v.strip() else v for v in values]
+        return values, values
+    return values, [None] * len(values)
+
+
+def _describe(item: Any, kind: str, origin: Optional[str]) -> str:
+    if kind == IMAGE_STRUCT:
+        return redact_source(origin) if origin else "<image struct>"
+    return redact_source(item)
+
+
+def featurize_batches(batches: Iterable[pa.Array], task: FeaturizeTask) -> Iterator[pa.StructArray]:
+    """Turn Arrow batches of the image column into ``struct<features, error>`` batches.
+
+    This is the whole per-task job: it runs in Spark's Python worker but is a plain
+    function of Arrow arrays, so it can be tested and profiled without Spark.
+
+    Examples
+    --------
+    >>> from sparkimg_ml.image_ops import ImageSpec
+    >>> from sparkimg_ml.fetch import FetchOptions
+    >>> task = FeaturizeTask(ImageSpec(2, 2), FetchOptions(), SOURCE, "keep", "url")
+    >>> out = next(featurize_batches([pa.array([None, "/no/such.png"])], task))
+    >>> out.field("error").to_pylist()
+    ['missing: null source', 'not_found: /no/such.png']
+    """
+    kind = task.input_kind
+    size = task.spec.size
+    chunk_rows = task.rows_per_output_batch()
+    concurrency = max(1, int(getattr(task.fetch, "concurrency", 16)))
+    fetcher = Fetcher(task.fetch) if kind == SOURCE else None
+    processor = _RowProcessor(task, fetcher)
+    arrow_type = output_arrow_type(size)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sparkimg_ml")
+    try:
+        for batch in batches:
+            items, keys = _row_items(batch, kind)
+            origins = (batch.field("origin").to_pylist()
+                       if kind == IMAGE_STRUCT and "origin" in {f.name for f in batch.type}
+                       else None)
+            # Identical sources in one batch are fetched and decoded once.
+            remaining = collections.Counter(k for k in keys if k is not None)
+            unique_items = []
+            seen: set = set()
+            for item, key in zip(items, keys):
+                if key is None or key not in seen:
+                    unique_items.append(item)
+                    if key is not None:
+                        seen.add(key)
+            results = _ordered_map(pool, processor, unique_items, window=4 * concurrency)
+            shared: Dict[Any, Result] = {}
+            for start in range(0, len(items), chunk_rows):
+                stop = min(start + chunk_rows, len(items))
+                block = np.zeros((stop - start, size), dtype=np.float32)
+                failed = np.zeros(stop - start, dtype=bool)
+                reasons: List[Optional[str]] = [None] * (stop - start)
+                for row in range(start, stop):
+                    key = keys[row]
+                    if key is not None and key in shared:
+                        result = shared[key]
+                    else:
+                        result = next(results)
+                    if key is not None:
+                        remaining[key] -= 1
+                        if remaining[key] > 0:
+                            shared[key] = result
+                        else:
+                            shared.pop(key, None)
+                    if isinstance(result, SourceError):
+                        if task.handle_invalid == "error":
+                            where = _describe(items[row], kind, origins[row] if origins else None)
+                            raise ImageFeaturizationError(
+                                f"ImageUrlFeaturizer could not read the image of row with "
+                                f"{task.input_col}={where}: {result.reason}. Set handleInvalid='keep' "
+                                f"(null vector, reason in errorCol) or 'skip' (drop the row) to go on "
+                                f"past bad images."
+                            )
+                        failed[row - start] = True
+                        reasons[row - start] = result.reason
+                    else:
+                        block[row - start] = result
+                features = pa.FixedSizeListArray.from_arrays(
+                    pa.array(block.reshape(-1)), size, mask=pa.array(failed) if failed.any() else None
+                )
+                yield pa.StructArray.from_arrays(
+                    [features, pa.array(reasons, type=pa.string())], fields=list(arrow_type)
+                )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if fetcher is not None:
+            fetcher.close()
+
+
+def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None):
+    """The vectorised UDF for ``task``: ``arrow_udf`` when Spark has it, else ``pandas_udf``.
+
+    Returns a Column function producing ``struct<features: array<float>, error: string>``.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+    return_type = StructType([
+        StructField("features", ArrayType(FloatType(), containsNull=False), nullable=True),
+        StructField("error", StringType(), nullable=True),
+    ])
+    if use_arrow_udf is None:
+        use_arrow_udf = hasattr(F, "arrow_udf")
+
+    # The closures capture only ``task`` (plain values), never the stage itself.
+    if use_arrow_udf:
+        def featurize_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+            return featurize_batches(batches, task)
+
+        return F.arrow_udf(featurize_arrow, return_type)  # type: ignore[attr-defined]
+
+    import pandas as pd
+
+    def featurize_pandas(series_batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        def to_arrow(series: Union[pd.Series, pd.DataFrame]) -> pa.Array:
+            if isinstance(series, pd.DataFrame):  # struct columns arrive as DataFrames
+                return pa.array(series.to_dict("records"))
+            values = [None if not isinstance(v, (str, bytes, bytearray)) else v for v in series.to_list()]
+            return pa.array(values, type=pa.string() if task.input_kind == SOURCE else pa.binary())
+
+        for out in featurize_batches(map(to_arrow, series_batches), task):
+            features = out.field("features")
+            frame = pd.DataFrame({
+                "features": [None if v is None else np.asarray(v, dtype=np.float32)
+                             for v in features.to_numpy(zero_copy_only=False)],
+                "error": out.field("error").to_pylist(),
+            })
+            yield frame
+
+    return F.pandas_udf(featurize_pandas, return_type)  # type: ignore[call-overload]

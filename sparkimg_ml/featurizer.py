@@ -1,0 +1,219 @@
+"""``ImageUrlFeaturizer``: an image column (URL, path, bytes or image struct) becomes a Vector."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasHandleInvalid, HasInputCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, StringType, StructType
+
+from . import _converters as conv
+from ._fetch_params import HasFetchParams
+from ._image_params import HasImageParams
+from ._udf import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, FeaturizeTask, make_spark_udf
+
+HANDLE_INVALID_OPTIONS = ("error", "skip", "keep")
+
+
+class ImageUrlFeaturizer(
+    Transformer, HasInputCol, HasOutputCol, HasHandleInvalid, HasImageParams, HasFetchParams,
+    DefaultParamsReadable, DefaultParamsWritable,
+):
+    """Fetch, decode, resize and normalise the image in each row into a dense ``Vector``.
+
+    The input column may hold
+
+    * strings: ``http(s)://`` URLs, local paths or ``file://`` URIs (and the other
+      sources the fetching layer accepts),
+    * binary: encoded image bytes, e.g. the ``content`` column of ``binaryFile``,
+    * the image struct of ``spark.read.format("image")``.
+
+    The output is a dense ``Vector`` of ``height * width * channels`` values in the
+    order given by ``layout`` (HWC by default), channels in ``colorMode`` order,
+    each value ``pixel * scale``. Its column metadata carries the ML attribute
+    group size (``ml_attr.num_attrs``) and, under ``tensor``, the shape, layout
+    and every preprocessing choice, so :class:`~sparkimg_ml.TensorReshaper` and
+    users can read the tensor shape back. Every other column passes through
+    untouched, and only the image column crosses into Python.
+
+    Rows whose image cannot be read follow ``handleInvalid``: ``"error"`` fails
+    the job with a message naming the row's source and the cause, ``"skip"`` drops
+    the row, ``"keep"`` yields a null vector. With ``errorCol`` set, a reason such
+    as ``"http_404: Not Found"`` (null when fine) is written for every row.
+
+    Examples
+    --------
+    >>> from sparkimg_ml import ImageUrlFeaturizer
+    >>> featurizer = ImageUrlFeaturizer(inputCol="url", imageSize=[64, 64], handleInvalid="keep",
+    ...                                 errorCol="image_error")
+    >>> featurizer.getOutputCol(), featurizer.getImageSize()
+    ('features', [64, 64])
+    >>> features = featurizer.transform(df)  # doctest: +SKIP
+    """
+
+    handleInvalid: "Param[str]" = Param(
+        Params._dummy(), "handleInvalid",
+        "how to handle rows whose image cannot be fetched or decoded: 'error' (fail the job, naming "
+        "the row's source and the cause), 'skip' (drop the row) or 'keep' (null vector; the reason "
+        "goes to errorCol when set).",
+        typeConverter=conv.one_of("handleInvalid", HANDLE_INVALID_OPTIONS),
+    )
+    errorCol: "Param[str]" = Param(
+        Params._dummy(), "errorCol",
+        "optional output column of failure reasons ('code: detail', null when the row is fine).",
+        typeConverter=TypeConverters.toString,
+    )
+
+    @keyword_only
+    def __init__(
+        self, *,
+        inputCol: Optional[str] = None,
+        outputCol: str = "features",
+        errorCol: Optional[str] = None,
+        handleInvalid: str = "error",
+        imageSize: Sequence[int] = (32, 32),
+        colorMode: str = "RGB",
+        scale: float = 1.0 / 255.0,
+        concurrency: int = 16,
+        timeout: float = 30.0,
+        maxBytes: int = 50 * 1024 * 1024,
+        allowLocalFiles: bool = True,
+    ) -> None:
+        super().__init__()
+        self._setDefault(outputCol="features", handleInvalid="error")
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self, *,
+        inputCol: Optional[str] = None,
+        outputCol: str = "features",
+        errorCol: Optional[str] = None,
+        handleInvalid: str = "error",
+        imageSize: Sequence[int] = (32, 32),
+        colorMode: str = "RGB",
+        scale: float = 1.0 / 255.0,
+        concurrency: int = 16,
+        timeout: float = 30.0,
+        maxBytes: int = 50 * 1024 * 1024,
+        allowLocalFiles: bool = True,
+    ) -> "ImageUrlFeaturizer":
+        """Sets params for this featurizer; unnamed params keep their values."""
+        kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
+        return self._set(**kwargs)
+
+    # -- setters for the shared column params (getters come from the mixins) --
+    def setInputCol(self, value: str) -> "ImageUrlFeaturizer":
+        """Sets the value of :py:attr:`inputCol`."""
+        return self._set(inputCol=value)
+
+    def setOutputCol(self, value: str) -> "ImageUrlFeaturizer":
+        """Sets the value of :py:attr:`outputCol`."""
+        return self._set(outputCol=value)
+
+    def setHandleInvalid(self, value: str) -> "ImageUrlFeaturizer":
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
+
+    def getErrorCol(self) -> Optional[str]:
+        """Gets the value of errorCol, or None when no reason column is written."""
+        return self.getOrDefault(self.errorCol) if self.isDefined(self.errorCol) else None
+
+    def setErrorCol(self, value: str) -> "ImageUrlFeaturizer":
+        """Sets the value of :py:attr:`errorCol`."""
+        return self._set(errorCol=value)
+
+    # -- metadata -------------------------------------------------------------
+    def outputMetadata(self) -> Dict[str, Any]:
+        """Column metadata of the output vector: ML attribute size plus the ``tensor`` description.
+
+        Examples
+        --------
+        >>> meta = ImageUrlFeaturizer(inputCol="url", imageSize=[4, 6]).outputMetadata()
+        >>> meta["ml_attr"], meta["tensor"]["shape"], meta["tensor"]["layout"]
+        ({'num_attrs': 72}, [4, 6, 3], 'HWC')
+        """
+        spec = self._image_spec()
+        return {"ml_attr": {"num_attrs": spec.size}, "tensor": spec.metadata()}
+
+    # -- serving ----------------------------------------------------------------
+    def preprocess(self, images: Union[Any, List[Any]]) -> np.ndarray:
+        """Apply this stage's Params to one image or a list of images, without Spark.
+
+        ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns a
+        float32 array of shape ``(size,)`` for one image or ``(n, size)`` for a
+        list, bit-identical to this stage's Spark output for the same bytes. A bad
+        image raises :class:`~sparkimg_ml.SourceError` naming the reason.
+        """
+        from .serving import preprocess_with
+
+        return preprocess_with(images, self._image_spec(), self._fetch_options())
+
+    # -- transform --------------------------------------------------------------
+    def _input_kind(self, dataset: DataFrame) -> str:
+        if not self.isDefined(self.inputCol):
+            raise ValueError(
+                "ImageUrlFeaturizer: inputCol is not set. Pass inputCol='<column with image URLs, "
+                "paths, bytes or image structs>'."
+            )
+        name = self.getInputCol()
+        if name not in dataset.columns:
+            raise ValueError(
+                f"ImageUrlFeaturizer: input column {name!r} does not exist. Available columns: "
+                f"{', '.join(dataset.columns[:20])}{' ...' if len(dataset.columns) > 20 else ''}."
+            )
+        data_type = dataset.schema[name].dataType
+        if isinstance(data_type, StringType):
+            return SOURCE
+        if isinstance(data_type, BinaryType):
+            return BINARY
+        if isinstance(data_type, StructType) and set(IMAGE_STRUCT_FIELDS) <= set(data_type.names):
+            return IMAGE_STRUCT
+        raise TypeError(
+            f"ImageUrlFeaturizer: input column {name!r} has type {data_type.simpleString()}; expected "
+            "string (URL or path), binary (encoded image bytes) or the image struct of "
+            "spark.read.format('image')."
+        )
+
+    def _check_output_columns(self, dataset: DataFrame) -> None:
+        outputs = [self.getOutputCol()] + ([self.getErrorCol()] if self.getErrorCol() else [])
+        if len(set(outputs)) != len(outputs):
+            raise ValueError(f"ImageUrlFeaturizer: outputCol and errorCol must differ; both are {outputs[0]!r}.")
+        for name in outputs:
+            if name in dataset.columns:
+                raise ValueError(
+                    f"ImageUrlFeaturizer: output column {name!r} already exists. Choose another "
+                    "outputCol/errorCol or drop the column first."
+                )
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        kind = self._input_kind(dataset)
+        self._check_output_columns(dataset)
+        task = FeaturizeTask(
+            spec=self._image_spec(), fetch=self._fetch_options(), input_kind=kind,
+            handle_invalid=self.getHandleInvalid(), input_col=self.getInputCol(),
+        )
+        featurize = make_spark_udf(task)
+        result_col = f"__sparkimg_ml_{self.uid}"
+        out_col, error_col = self.getOutputCol(), self.getErrorCol()
+
+        frame = dataset.withColumn(result_col, featurize(F.col(self.getInputCol())))
+        if task.handle_invalid == "skip":
+            frame = frame.filter(F.col(result_col).getField("error").isNull())
+        # withMetadata (not alias(metadata=)) keeps the metadata on Spark Connect too.
+        features = F.col(result_col).getField("features")
+        # array_to_vector fails on null arrays: failed rows stay null vectors.
+        frame = frame.withColumn(
+            out_col, F.when(features.isNotNull(), array_to_vector(features))
+        ).withMetadata(out_col, self.outputMetadata())
+        if error_col:
+            frame = frame.withColumn(error_col, F.col(result_col).getField("error"))
+        return frame.drop(result_col)

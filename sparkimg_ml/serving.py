@@ -1,0 +1,65 @@
+"""Featurize images in a plain Python process, bit-identical to the Spark output.
+
+A model trained on features made in Spark must be served with features made the
+same way; these functions call exactly the code the Spark UDF calls, with no
+Spark session.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Union
+
+import numpy as np
+
+from .fetch import Fetcher, FetchOptions
+from .image_ops import ImageSpec, preprocess_bytes
+
+ImageInput = Union[str, bytes, bytearray, memoryview]
+
+
+def _one(image: Any, spec: ImageSpec, fetcher: Fetcher) -> np.ndarray:
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return preprocess_bytes(bytes(image), spec)
+    if isinstance(image, str):
+        return preprocess_bytes(fetcher.fetch(image), spec)
+    raise TypeError(
+        f"expected a URL/path string or encoded image bytes, got {type(image).__name__}"
+    )
+
+
+def preprocess_with(images: Union[ImageInput, List[ImageInput]], spec: ImageSpec,
+                    options: FetchOptions) -> np.ndarray:
+    """Features for one image (shape ``(size,)``) or a list (shape ``(n, size)``).
+
+    Raises :class:`~sparkimg_ml.SourceError` for an image that cannot be read.
+    """
+    with Fetcher(options) as fetcher:
+        if isinstance(images, (list, tuple)):
+            block = np.empty((len(images), spec.size), dtype=np.float32)
+            for row, image in enumerate(images):
+                block[row] = _one(image, spec, fetcher)
+            return block
+        return _one(images, spec, fetcher)
+
+
+def preprocess(images: Union[ImageInput, List[ImageInput]], **params: Any) -> np.ndarray:
+    """Featurize with :class:`~sparkimg_ml.ImageUrlFeaturizer` Params, without Spark.
+
+    ``params`` are the featurizer's Params by name (``imageSize``, ``colorMode``,
+    ``scale``, ...); unnamed ones take the featurizer's defaults. To reuse a
+    fitted pipeline's settings, call ``featurizer.preprocess(images)`` on the
+    stage instead.
+
+    Examples
+    --------
+    >>> import io
+    >>> from PIL import Image
+    >>> buffer = io.BytesIO()
+    >>> Image.new("RGB", (8, 8), (255, 0, 0)).save(buffer, "PNG")
+    >>> vector = preprocess(buffer.getvalue(), imageSize=[2, 2])
+    >>> vector.shape, vector[:3].tolist()
+    ((12,), [1.0, 0.0, 0.0])
+    """
+    from .featurizer import ImageUrlFeaturizer  # the stage's converters validate the Params
+
+    return ImageUrlFeaturizer(**params).preprocess(images)
