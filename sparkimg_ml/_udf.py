@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from .errors import SourceError, redact_source
@@ -244,8 +245,6 @@ def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None):
             return featurize_batches(batches, task)
 
         return F.arrow_udf(featurize_arrow, return_type)  # type: ignore[attr-defined]
-
-    import pandas as pd
 
     def featurize_pandas(series_batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         def to_arrow(series: Union[pd.Series, pd.DataFrame]) -> pa.Array:

@@ -33,6 +33,11 @@ REASON_CODES: dict[str, str] = {
     "unsupported_format": "the image format is recognised but not accepted (e.g. EPS, PDF)",
     "too_many_pixels": "the image has more pixels than maxPixels (decompression-bomb guard)",
     "bad_struct": "a Spark image struct whose fields are inconsistent",
+    "invalid_source": "the source is not a well-formed URL or data: URI (no host, bad port, bad base64)",
+    "bad_response": "the server's response is malformed (redirect without Location, body not matching "
+                    "its Content-Encoding)",
+    "permission_denied": "a local or storage path exists but may not be read",
+    "io_error": "reading a local file failed with an operating-system error",
 }
 
 
@@ -97,13 +102,11 @@ def redact_source(source: object, max_length: int = 300) -> str:
         parts = urlsplit(text)
     except ValueError:
         return text[:max_length]
-    if parts.scheme and parts.netloc:
-        netloc = parts.netloc.rsplit("@", 1)[-1]
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, "***" if _SECRET_QUERY_KEY.search(k) else v) for k, v in pairs]
-            )
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SECRET_QUERY_KEY.search(k) else v) for k, v in pairs])
+    if netloc != parts.netloc or query != parts.query:
         text = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return text if len(text) <= max_length else text[: max_length - 3] + "..."

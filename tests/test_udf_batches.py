@@ -1,0 +1,97 @@
+"""The per-task batch job, exercised as a plain function of Arrow arrays (no Spark)."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from sparkimg_ml import _udf
+from sparkimg_ml.errors import SourceError
+from sparkimg_ml.fetch import Fetcher, FetchOptions
+from sparkimg_ml.image_ops import ImageSpec, preprocess_bytes
+
+
+def _png(value: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (5, 5), (value, value, value)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class _CountingFetch:
+    """Stands in for Fetcher.fetch: serves generated PNGs by name and counts calls."""
+
+    def __init__(self) -> None:
+        self.calls: dict = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, source: str) -> bytes:
+        with self.lock:
+            self.calls[source] = self.calls.get(source, 0) + 1
+        if source.startswith("bad"):
+            raise SourceError("http_404", "Not Found")
+        return _png(int(source.rsplit("/", 1)[-1]))
+
+
+@pytest.fixture
+def counting_fetch(monkeypatch) -> _CountingFetch:
+    fake = _CountingFetch()
+    monkeypatch.setattr(Fetcher, "fetch", lambda self, source: fake(source))
+    return fake
+
+
+def _task(handle_invalid: str = "keep", size=(2, 2)) -> _udf.FeaturizeTask:
+    return _udf.FeaturizeTask(ImageSpec(*size), FetchOptions(), _udf.SOURCE, handle_invalid, "url")
+
+
+def _run(batches, task):
+    out = list(_udf.featurize_batches([pa.array(b, pa.string()) for b in batches], task))
+    return pa.concat_arrays(out) if out else None, out
+
+
+def test_identical_sources_in_a_batch_are_fetched_once_and_rows_stay_in_order(counting_fetch):
+    sources = ["u/10", "u/20", "u/10", "bad/1", "u/10", "u/30", "u/20"]
+    result, _ = _run([sources], _task())
+    assert counting_fetch.calls == {"u/10": 1, "u/20": 1, "bad/1": 1, "u/30": 1}
+    features = result.field("features").to_pylist()
+    firsts = [None if f is None else round(f[0] * 255) for f in features]
+    assert firsts == [10, 20, 10, None, 10, 30, 20]
+    assert result.field("error").to_pylist() == [None, None, None, "http_404: Not Found", None, None, None]
+
+
+def test_output_batches_are_capped_in_bytes_and_keep_the_row_count(counting_fetch, monkeypatch):
+    monkeypatch.setattr(_udf, "OUTPUT_BATCH_BYTES", 4 * 12 * 3)  # three 2x2x3 rows per output batch
+    sources = [f"u/{i}" for i in range(10)]
+    result, batches = _run([sources[:4], sources[4:]], _task())
+    assert [len(b) for b in batches] == [3, 1, 3, 3]
+    assert len(result) == 10 and result.field("error").null_count == 10
+
+
+def test_error_mode_raises_naming_the_source_without_its_secrets(counting_fetch):
+    with pytest.raises(_udf.ImageFeaturizationError) as failure:
+        _run([["u/1", "bad/x?token=hunter2&size=3"]], _task("error"))
+    message = str(failure.value)
+    assert "bad/x?token=%2A%2A%2A&size=3" in message and "hunter2" not in message
+    assert "http_404: Not Found" in message and "url=" in message
+
+
+def test_binary_rows_decode_directly_and_empty_bytes_are_missing():
+    task = _udf.FeaturizeTask(ImageSpec(2, 2), FetchOptions(), _udf.BINARY, "keep", "content")
+    batch = pa.array([_png(40), b"", None, b"garbage"], pa.binary())
+    [result] = list(_udf.featurize_batches([batch], task))
+    errors = result.field("error").to_pylist()
+    assert errors[0] is None and errors[1].startswith("missing") and errors[2].startswith("missing")
+    assert errors[3].startswith("decode")
+    np.testing.assert_array_equal(
+        np.asarray(result.field("features")[0].as_py(), np.float32), preprocess_bytes(_png(40), task.spec))
+
+
+def test_rows_per_output_batch_shrinks_for_large_images():
+    small = _task(size=(32, 32)).rows_per_output_batch()
+    large = _task(size=(1024, 1024)).rows_per_output_batch()
+    assert small == min(_udf.MAX_OUTPUT_BATCH_ROWS, _udf.OUTPUT_BATCH_BYTES // (4 * 3072))
+    assert 1 <= large < small
