@@ -1,0 +1,38 @@
+"""Run in a fresh Python process: load a saved model and write its predictions as JSON.
+
+Usage: python load_and_predict.py {pipeline|crossvalidator} MODEL_PATH ROWS_JSON OUT_JSON
+ROWS_JSON holds [[id, url], ...]. Used by test_pipelines.py to prove that saved models
+need nothing from the process that trained them.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+from pyspark.ml import PipelineModel  # noqa: E402
+from pyspark.ml.tuning import CrossValidatorModel  # noqa: E402
+from pyspark.sql import SparkSession  # noqa: E402
+
+
+def main(kind: str, model_path: str, rows_path: str, out_path: str) -> None:
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    try:
+        loader = PipelineModel if kind == "pipeline" else CrossValidatorModel
+        model = loader.load(model_path)
+        rows = json.load(open(rows_path))
+        frame = spark.createDataFrame([tuple(r) for r in rows], "id int, url string")
+        predicted = model.transform(frame).select("id", "prediction", "probability").collect()
+        result = {str(r["id"]): [r["prediction"], r["probability"].toArray().tolist()] for r in predicted}
+        if kind == "crossvalidator":
+            result["avgMetrics"] = list(model.avgMetrics)
+        json.dump(result, open(out_path, "w"))
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
