@@ -6,14 +6,16 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test bench bench-smoke lint java-check clean
 
+# Spark runs "$JAVA_HOME/bin/java" when JAVA_HOME is set, else "java" from PATH: check the same one.
 java-check:
-	@command -v java >/dev/null 2>&1 || { \
-	  echo "ERROR: Java was not found. Spark needs Java 17 or newer."; \
+	@java="$${JAVA_HOME:+$$JAVA_HOME/bin/}java"; \
+	command -v "$$java" >/dev/null 2>&1 || { \
+	  echo "ERROR: Java was not found ($$java). Spark needs Java 17 or newer."; \
 	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; \
-	  echo "  or set JAVA_HOME to an existing JDK 17+."; exit 1; }
-	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	  echo "  or set JAVA_HOME to an existing JDK 17+."; exit 1; }; \
+	v=$$("$$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
 	if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
-	  echo "ERROR: Java $$v found; Spark 4 needs Java 17 or newer."; \
+	  echo "ERROR: $$java is version $${v:-unknown}; Spark 4 needs Java 17 or newer."; \
 	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; fi
 
 $(STAMP): setup.cfg setup.py
