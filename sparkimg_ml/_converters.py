@@ -94,3 +94,159 @@ def int_list(name: str, length: int, minimum: int = 1) -> Callable[[Any], list]:
         return numbers
 
     return convert
+
+
+def boolean(name: str) -> Callable[[Any], bool]:
+    """A converter accepting only ``True`` or ``False`` (not 0/1 or strings).
+
+    Examples
+    --------
+    >>> boolean("exifTranspose")(False)
+    False
+    """
+
+    def convert(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
+        return value
+
+    return convert
+
+
+def rgb_color(name: str) -> Callable[[Any], list]:
+    """A converter for an ``[R, G, B]`` colour: three integers in [0, 255].
+
+    Examples
+    --------
+    >>> rgb_color("padColor")((114, 114, 114))
+    [114, 114, 114]
+    >>> rgb_color("padColor")([0, 0, 256])
+    Traceback (most recent call last):
+    ...
+    ValueError: padColor must be three integers in [0, 255] (R, G, B); got [0, 0, 256].
+    """
+    to_list = int_list(name, 3, minimum=0)
+
+    def convert(value: Any) -> list:
+        try:
+            numbers = to_list(value)
+        except ValueError:
+            numbers = []
+        if len(numbers) != 3 or any(v > 255 for v in numbers):
+            raise ValueError(f"{name} must be three integers in [0, 255] (R, G, B); got {value!r}.")
+        return numbers
+
+    return convert
+
+
+def float_list_or_preset(name: str, presets: Sequence[str], lengths: Sequence[int],
+                         positive: bool = False) -> Callable[[Any], Any]:
+    """A converter for a list of finite floats (of one of ``lengths``) or a preset name.
+
+    A preset is stored by name (lower case) so its values can follow other
+    Params; a list is stored as plain floats.
+
+    Examples
+    --------
+    >>> convert = float_list_or_preset("std", ["imagenet"], [1, 3, 4], positive=True)
+    >>> convert("ImageNet"), convert((0.5, 0.5, 0.5))
+    ('imagenet', [0.5, 0.5, 0.5])
+    >>> convert([0.0])
+    Traceback (most recent call last):
+    ...
+    ValueError: std values must be > 0; got [0.0].
+    """
+    presets = [p.lower() for p in presets]
+    sizes = " or ".join(str(n) for n in lengths)
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lower() in presets:
+                return value.lower()
+            raise ValueError(f"{name} must be a list of {sizes} numbers or one of {presets}; got {value!r}.")
+        if isinstance(value, bytes) or not TypeConverters._can_convert_to_list(value):
+            raise TypeError(f"{name} must be a list of numbers or one of {presets}, got {value!r}")
+        items = list(value)
+        if len(items) not in lengths or not all(
+            TypeConverters._is_numeric(v) and not isinstance(v, bool) for v in items
+        ):
+            raise ValueError(f"{name} must be a list of {sizes} numbers or one of {presets}; got {value!r}.")
+        numbers = [float(v) for v in items]
+        if not all(float("-inf") < v < float("inf") for v in numbers):
+            raise ValueError(f"{name} values must be finite; got {numbers}.")
+        if positive and any(v <= 0 for v in numbers):
+            raise ValueError(f"{name} values must be > 0; got {numbers}.")
+        return numbers
+
+    return convert
+
+
+def string_list(name: str, check: Callable[[str], Any] | None = None) -> Callable[[Any], list]:
+    """A converter for a list of strings, each passed to ``check`` (which raises ``ValueError``).
+
+    Examples
+    --------
+    >>> string_list("allowedHosts")(("a.example", "b.example"))
+    ['a.example', 'b.example']
+    >>> string_list("allowedHosts")("a.example")
+    Traceback (most recent call last):
+    ...
+    TypeError: allowedHosts must be a list of strings, got 'a.example'
+    """
+
+    def convert(value: Any) -> list:
+        if isinstance(value, (str, bytes)) or not TypeConverters._can_convert_to_list(value):
+            raise TypeError(f"{name} must be a list of strings, got {value!r}")
+        items = list(value)
+        for item in items:
+            if not isinstance(item, str):
+                raise TypeError(f"{name} must be a list of strings; got {type(item).__name__}: {item!r}")
+            if check is not None:
+                check(item)
+        return items
+
+    return convert
+
+
+def json_object(name: str, check: Callable[[list[str], Any], Any] | None = None
+                ) -> Callable[[Any], dict]:
+    """A converter for a JSON-native dict with string keys (nested dicts, lists and scalars).
+
+    ``check(path, value)`` is called for every scalar, with ``path`` the list of
+    keys leading to it, and may raise ``ValueError``. The result is a deep copy.
+
+    Examples
+    --------
+    >>> json_object("storageOptions")({"s3": {"anon": True, "retries": [1, 2]}})
+    {'s3': {'anon': True, 'retries': [1, 2]}}
+    >>> json_object("storageOptions")({"s3": {"retries": (1, 2)}})
+    Traceback (most recent call last):
+    ...
+    TypeError: storageOptions must hold only JSON values (dict, list, str, int, float, bool, None); got tuple at s3.retries
+    """
+
+    def copy(value: Any, path: list[str]) -> Any:
+        if isinstance(value, dict):
+            result = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"{name} keys must be strings; got {key!r} at {'.'.join(path) or 'top level'}")
+                result[key] = copy(item, path + [key])
+            return result
+        if isinstance(value, list):
+            return [copy(item, path) for item in value]
+        if value is None or isinstance(value, (str, bool, int, float)):
+            if check is not None:
+                check(path, value)
+            return value
+        raise TypeError(
+            f"{name} must hold only JSON values (dict, list, str, int, float, bool, None); "
+            f"got {type(value).__name__} at {'.'.join(path)}"
+        )
+
+    def convert(value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict, got {type(value).__name__}: {value!r}")
+        return copy(value, [])
+
+    return convert

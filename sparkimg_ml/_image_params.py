@@ -2,40 +2,136 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.ml.param import Param, Params
 
 from . import _converters as conv
-from .image_ops import COLOR_MODES, ImageSpec
+from .image_ops import (
+    COLOR_MODES,
+    DEFAULT_MAX_PIXELS,
+    INTERPOLATIONS,
+    LAYOUTS,
+    PRESETS,
+    RESIZE_MODES,
+    ImageSpec,
+)
+
+#: Every image Param's default, by name (JSON-native values).
+IMAGE_PARAM_DEFAULTS: dict[str, Any] = {
+    "imageSize": [32, 32],
+    "colorMode": "RGB",
+    "scale": 1.0 / 255.0,
+    "resizeMode": "stretch",
+    "interpolation": "bicubic",
+    "padColor": [0, 0, 0],
+    "background": [255, 255, 255],
+    "mean": [0.0],
+    "std": [1.0],
+    "layout": "HWC",
+    "exifTranspose": True,
+    "reducedDecode": True,
+    "maxPixels": DEFAULT_MAX_PIXELS,
+}
 
 
 class HasImageParams(Params):
-    """Mixin: decoding, resizing and normalisation Params, and the :class:`ImageSpec` they define."""
+    """Mixin: decoding, resizing and normalisation Params, and the :class:`ImageSpec` they define.
 
-    imageSize: "Param[list]" = Param(
+    Examples
+    --------
+    >>> class Stage(HasImageParams):
+    ...     pass
+    >>> stage = Stage().setResizeMode("pad").setMean("imagenet").setStd("imagenet")
+    >>> spec = stage._image_spec()
+    >>> spec.resize_mode, [round(v, 3) for v in spec.mean]
+    ('pad', [0.485, 0.456, 0.406])
+    """
+
+    imageSize: Param[list] = Param(
         Params._dummy(), "imageSize",
         "output [height, width] in pixels.",
         typeConverter=conv.int_list("imageSize", 2),
     )
-    colorMode: "Param[str]" = Param(
+    colorMode: Param[str] = Param(
         Params._dummy(), "colorMode",
-        f"output channels: one of {', '.join(COLOR_MODES)}.",
+        f"output channels and their order: one of {', '.join(COLOR_MODES)}. Without RGBA, transparent "
+        "pixels are composited onto `background`.",
         typeConverter=conv.one_of("colorMode", COLOR_MODES),
     )
-    scale: "Param[float]" = Param(
+    scale: Param[float] = Param(
         Params._dummy(), "scale",
-        "multiplier applied to 8-bit pixel values (1/255 maps them to [0, 1]).",
+        "multiplier applied to pixel values on the 8-bit scale [0, 255] (1/255 maps them to [0, 1]; "
+        "16-bit images are mapped to that scale first, so they span [0, 1] too).",
         typeConverter=conv.positive_float("scale"),
+    )
+    resizeMode: Param[str] = Param(
+        Params._dummy(), "resizeMode",
+        "how the image fits imageSize: 'stretch' (ignore the aspect ratio), 'crop' (scale to cover, "
+        "cut the centre) or 'pad' (scale to fit, letterbox with padColor).",
+        typeConverter=conv.one_of("resizeMode", RESIZE_MODES, case_insensitive=True),
+    )
+    interpolation: Param[str] = Param(
+        Params._dummy(), "interpolation",
+        f"resampling filter: one of {', '.join(INTERPOLATIONS)}.",
+        typeConverter=conv.one_of("interpolation", INTERPOLATIONS, case_insensitive=True),
+    )
+    padColor: Param[list] = Param(
+        Params._dummy(), "padColor",
+        "[R, G, B] (0-255) of the borders added by resizeMode='pad'.",
+        typeConverter=conv.rgb_color("padColor"),
+    )
+    background: Param[list] = Param(
+        Params._dummy(), "background",
+        "[R, G, B] (0-255) that shows through transparent pixels (alpha is composited onto it "
+        "unless colorMode is RGBA).",
+        typeConverter=conv.rgb_color("background"),
+    )
+    mean: Param[list | str] = Param(
+        Params._dummy(), "mean",
+        "per-channel value subtracted after scaling, in output channel order: one number for all "
+        "channels, one per channel, or 'imagenet' (ImageNet's mean for pixels in [0, 1], adapted to "
+        "scale and colorMode).",
+        typeConverter=conv.float_list_or_preset("mean", PRESETS, (1, 3, 4)),
+    )
+    std: Param[list | str] = Param(
+        Params._dummy(), "std",
+        "per-channel divisor (> 0) applied after subtracting mean: one number, one per channel, "
+        "or 'imagenet'.",
+        typeConverter=conv.float_list_or_preset("std", PRESETS, (1, 3, 4), positive=True),
+    )
+    layout: Param[str] = Param(
+        Params._dummy(), "layout",
+        "order of the flat output: 'HWC' (pixel by pixel) or 'CHW' (channel planes).",
+        typeConverter=conv.one_of("layout", LAYOUTS, case_insensitive=True),
+    )
+    exifTranspose: Param[bool] = Param(
+        Params._dummy(), "exifTranspose",
+        "rotate/flip images upright by their EXIF Orientation tag.",
+        typeConverter=conv.boolean("exifTranspose"),
+    )
+    reducedDecode: Param[bool] = Param(
+        Params._dummy(), "reducedDecode",
+        "decode JPEGs at 1/2, 1/4 or 1/8 size when imageSize is much smaller than the image (much "
+        "faster; values move slightly). False decodes at full size.",
+        typeConverter=conv.boolean("reducedDecode"),
+    )
+    maxPixels: Param[int] = Param(
+        Params._dummy(), "maxPixels",
+        "refuse images with more pixels than this (by their header, before decoding) with reason "
+        "'too_many_pixels'.",
+        typeConverter=conv.positive_int("maxPixels"),
     )
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(imageSize=[32, 32], colorMode="RGB", scale=1.0 / 255.0)
+        self._setDefault(**IMAGE_PARAM_DEFAULTS)
 
     def getImageSize(self) -> list:
         """Gets the value of imageSize or its default value."""
         return self.getOrDefault(self.imageSize)
 
-    def setImageSize(self, value: list) -> "HasImageParams":
+    def setImageSize(self, value: list) -> HasImageParams:
         """Sets the value of :py:attr:`imageSize`."""
         return self._set(imageSize=value)
 
@@ -43,7 +139,7 @@ class HasImageParams(Params):
         """Gets the value of colorMode or its default value."""
         return self.getOrDefault(self.colorMode)
 
-    def setColorMode(self, value: str) -> "HasImageParams":
+    def setColorMode(self, value: str) -> HasImageParams:
         """Sets the value of :py:attr:`colorMode`."""
         return self._set(colorMode=value)
 
@@ -51,11 +147,111 @@ class HasImageParams(Params):
         """Gets the value of scale or its default value."""
         return self.getOrDefault(self.scale)
 
-    def setScale(self, value: float) -> "HasImageParams":
+    def setScale(self, value: float) -> HasImageParams:
         """Sets the value of :py:attr:`scale`."""
         return self._set(scale=value)
 
+    def getResizeMode(self) -> str:
+        """Gets the value of resizeMode or its default value."""
+        return self.getOrDefault(self.resizeMode)
+
+    def setResizeMode(self, value: str) -> HasImageParams:
+        """Sets the value of :py:attr:`resizeMode`."""
+        return self._set(resizeMode=value)
+
+    def getInterpolation(self) -> str:
+        """Gets the value of interpolation or its default value."""
+        return self.getOrDefault(self.interpolation)
+
+    def setInterpolation(self, value: str) -> HasImageParams:
+        """Sets the value of :py:attr:`interpolation`."""
+        return self._set(interpolation=value)
+
+    def getPadColor(self) -> list:
+        """Gets the value of padColor or its default value."""
+        return self.getOrDefault(self.padColor)
+
+    def setPadColor(self, value: list) -> HasImageParams:
+        """Sets the value of :py:attr:`padColor`."""
+        return self._set(padColor=value)
+
+    def getBackground(self) -> list:
+        """Gets the value of background or its default value."""
+        return self.getOrDefault(self.background)
+
+    def setBackground(self, value: list) -> HasImageParams:
+        """Sets the value of :py:attr:`background`."""
+        return self._set(background=value)
+
+    def getMean(self) -> list | str:
+        """Gets the value of mean or its default value."""
+        return self.getOrDefault(self.mean)
+
+    def setMean(self, value: list | str) -> HasImageParams:
+        """Sets the value of :py:attr:`mean`."""
+        return self._set(mean=value)
+
+    def getStd(self) -> list | str:
+        """Gets the value of std or its default value."""
+        return self.getOrDefault(self.std)
+
+    def setStd(self, value: list | str) -> HasImageParams:
+        """Sets the value of :py:attr:`std`."""
+        return self._set(std=value)
+
+    def getLayout(self) -> str:
+        """Gets the value of layout or its default value."""
+        return self.getOrDefault(self.layout)
+
+    def setLayout(self, value: str) -> HasImageParams:
+        """Sets the value of :py:attr:`layout`."""
+        return self._set(layout=value)
+
+    def getExifTranspose(self) -> bool:
+        """Gets the value of exifTranspose or its default value."""
+        return self.getOrDefault(self.exifTranspose)
+
+    def setExifTranspose(self, value: bool) -> HasImageParams:
+        """Sets the value of :py:attr:`exifTranspose`."""
+        return self._set(exifTranspose=value)
+
+    def getReducedDecode(self) -> bool:
+        """Gets the value of reducedDecode or its default value."""
+        return self.getOrDefault(self.reducedDecode)
+
+    def setReducedDecode(self, value: bool) -> HasImageParams:
+        """Sets the value of :py:attr:`reducedDecode`."""
+        return self._set(reducedDecode=value)
+
+    def getMaxPixels(self) -> int:
+        """Gets the value of maxPixels or its default value."""
+        return self.getOrDefault(self.maxPixels)
+
+    def setMaxPixels(self, value: int) -> HasImageParams:
+        """Sets the value of :py:attr:`maxPixels`."""
+        return self._set(maxPixels=value)
+
     def _image_spec(self) -> ImageSpec:
-        """The plain-Python description of this stage's image semantics."""
+        """The plain-Python description of this stage's image semantics.
+
+        Raises ``ValueError`` when Params disagree, e.g. three ``mean`` values
+        with ``colorMode="L"``.
+        """
         height, width = self.getImageSize()
-        return ImageSpec(height=height, width=width, color_mode=self.getColorMode(), scale=self.getScale())
+        mean, std = self.getMean(), self.getStd()
+        return ImageSpec(
+            height=height,
+            width=width,
+            color_mode=self.getColorMode(),
+            scale=self.getScale(),
+            resize_mode=self.getResizeMode(),
+            interpolation=self.getInterpolation(),
+            pad_color=tuple(self.getPadColor()),
+            background=tuple(self.getBackground()),
+            mean=mean if isinstance(mean, str) else tuple(mean),
+            std=std if isinstance(std, str) else tuple(std),
+            layout=self.getLayout(),
+            exif_transpose=self.getExifTranspose(),
+            reduced_decode=self.getReducedDecode(),
+            max_pixels=self.getMaxPixels(),
+        )

@@ -87,7 +87,7 @@ class _RowProcessor:
             kind = self.task.input_kind
             if kind == IMAGE_STRUCT:
                 with self._decode_gate:
-                    return preprocess_spark_struct(*item, spec=self.task.spec)
+                    return preprocess_spark_struct(*item, self.task.spec)
             if kind == SOURCE:
                 assert self.fetcher is not None
                 data = self.fetcher.fetch(item)
