@@ -160,7 +160,7 @@ def featurize_batches(batches: Iterable[pa.Array], task: FeaturizeTask) -> Itera
     kind = task.input_kind
     size = task.spec.size
     chunk_rows = task.rows_per_output_batch()
-    concurrency = max(1, int(getattr(task.fetch, "concurrency", 16)))
+    concurrency = task.fetch.concurrency
     fetcher = Fetcher(task.fetch) if kind == SOURCE else None
     processor = _RowProcessor(task, fetcher)
     arrow_type = output_arrow_type(size)

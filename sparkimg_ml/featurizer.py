@@ -94,8 +94,18 @@ class ImageUrlFeaturizer(
         maxPixels: int = 89_478_485,
         concurrency: int = 16,
         timeout: float = 30.0,
+        connectTimeout: float = 10.0,
         maxBytes: int = 50 * 1024 * 1024,
         allowLocalFiles: bool = True,
+        maxConnectionsPerHost: int = 8,
+        maxRetries: int = 3,
+        maxRetryWait: float = 10.0,
+        maxRedirects: int = 5,
+        headers: Optional[Dict[str, str]] = None,
+        blockPrivateNetworks: bool = False,
+        allowedHosts: Optional[List[str]] = None,
+        storageProtocols: Optional[List[str]] = None,
+        storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
     ) -> None:
         super().__init__()
         self._setDefault(outputCol="features", handleInvalid="error")
@@ -123,8 +133,18 @@ class ImageUrlFeaturizer(
         maxPixels: int = 89_478_485,
         concurrency: int = 16,
         timeout: float = 30.0,
+        connectTimeout: float = 10.0,
         maxBytes: int = 50 * 1024 * 1024,
         allowLocalFiles: bool = True,
+        maxConnectionsPerHost: int = 8,
+        maxRetries: int = 3,
+        maxRetryWait: float = 10.0,
+        maxRedirects: int = 5,
+        headers: Optional[Dict[str, str]] = None,
+        blockPrivateNetworks: bool = False,
+        allowedHosts: Optional[List[str]] = None,
+        storageProtocols: Optional[List[str]] = None,
+        storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
     ) -> "ImageUrlFeaturizer":
         """Sets params for this featurizer; unnamed params keep their values."""
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}

@@ -42,6 +42,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops SYNs under 16 concurrent fetches
+
+
 @pytest.fixture(scope="session")
 def static_dir(tmp_path_factory) -> Path:
     """A directory served by :func:`http_server`; tests write files into it."""
@@ -52,8 +57,7 @@ def static_dir(tmp_path_factory) -> Path:
 def http_server(static_dir: Path) -> Iterator[str]:
     """Base URL (``http://127.0.0.1:PORT``) of a threaded loopback server over ``static_dir``."""
     handler = functools.partial(_QuietHandler, directory=str(static_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
