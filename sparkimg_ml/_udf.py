@@ -86,8 +86,9 @@ class _RowProcessor:
                 raise SourceError("missing", "null source")
             kind = self.task.input_kind
             if kind == IMAGE_STRUCT:
+                height, width, n_channels, mode, data = item
                 with self._decode_gate:
-                    return preprocess_spark_struct(*item, self.task.spec)
+                    return preprocess_spark_struct(height, width, n_channels, mode, data, self.task.spec)
             if kind == SOURCE:
                 assert self.fetcher is not None
                 data = self.fetcher.fetch(item)
@@ -244,7 +245,7 @@ def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None):
         def featurize_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
             return featurize_batches(batches, task)
 
-        return F.arrow_udf(featurize_arrow, return_type)  # type: ignore[attr-defined]
+        return F.arrow_udf(featurize_arrow, return_type)  # type: ignore[call-overload]
 
     def featurize_pandas(series_batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         def to_arrow(series: Union[pd.Series, pd.DataFrame]) -> pa.Array:

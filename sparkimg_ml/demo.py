@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -85,7 +85,9 @@ def digits_frame(spark, base_url: str, pairs: List[Tuple[str, int]], broken: int
     """
     from pyspark.sql import functions as F
 
-    rows = [(i, f"{base_url}/{name}", label) for i, (name, label) in enumerate(pairs)]
+    rows: List[Tuple[int, Optional[str], int]] = [
+        (i, f"{base_url}/{name}", label) for i, (name, label) in enumerate(pairs)
+    ]
     for j in range(broken):
         kind = j % 3
         url = (f"{base_url}/missing_{j}.png", f"{base_url}/not_an_image.png", None)[kind]

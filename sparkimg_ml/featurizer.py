@@ -59,6 +59,8 @@ class ImageUrlFeaturizer(
     >>> features = featurizer.transform(df)  # doctest: +SKIP
     """
 
+    _input_kwargs: Dict[str, Any]  # set by @keyword_only
+
     handleInvalid: "Param[str]" = Param(
         Params._dummy(), "handleInvalid",
         "how to handle rows whose image cannot be fetched or decoded: 'error' (fail the job, naming "
