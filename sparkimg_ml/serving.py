@@ -17,29 +17,31 @@ from .image_ops import ImageSpec, preprocess_bytes
 ImageInput = Union[str, bytes, bytearray, memoryview]
 
 
-def _one(image: Any, spec: ImageSpec, fetcher: Fetcher) -> np.ndarray:
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return preprocess_bytes(bytes(image), spec)
-    if isinstance(image, str):
-        return preprocess_bytes(fetcher.fetch(image), spec)
-    raise TypeError(
-        f"expected a URL/path string or encoded image bytes, got {type(image).__name__}"
-    )
-
-
 def preprocess_with(images: Union[ImageInput, List[ImageInput]], spec: ImageSpec,
                     options: FetchOptions) -> np.ndarray:
     """Features for one image (shape ``(size,)``) or a list (shape ``(n, size)``).
 
     Raises :class:`~sparkimg_ml.SourceError` for an image that cannot be read.
     """
-    with Fetcher(options) as fetcher:
-        if isinstance(images, (list, tuple)):
-            block = np.empty((len(images), spec.size), dtype=np.float32)
-            for row, image in enumerate(images):
-                block[row] = _one(image, spec, fetcher)
-            return block
-        return _one(images, spec, fetcher)
+    many = isinstance(images, (list, tuple))
+    items = list(images) if many else [images]
+    for item in items:
+        if not isinstance(item, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"expected a URL/path string or encoded image bytes, got {type(item).__name__}")
+    block = np.empty((len(items), spec.size), dtype=np.float32)
+    # Only sources that need reading open a Fetcher (threads, connection pool, env: headers).
+    fetcher = Fetcher(options) if any(isinstance(item, str) for item in items) else None
+    try:
+        for row, item in enumerate(items):
+            if isinstance(item, str):
+                assert fetcher is not None
+                preprocess_bytes(fetcher.fetch(item), spec, out=block[row])
+            else:
+                preprocess_bytes(bytes(item), spec, out=block[row])
+    finally:
+        if fetcher is not None:
+            fetcher.close()
+    return block if many else block[0]
 
 
 def preprocess(images: Union[ImageInput, List[ImageInput]], **params: Any) -> np.ndarray:
