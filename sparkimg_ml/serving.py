@@ -24,7 +24,7 @@ def preprocess_with(images: Union[ImageInput, List[ImageInput]], spec: ImageSpec
     Raises :class:`~sparkimg_ml.SourceError` for an image that cannot be read.
     """
     many = isinstance(images, (list, tuple))
-    items = list(images) if many else [images]
+    items: List[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
     for item in items:
         if not isinstance(item, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"expected a URL/path string or encoded image bytes, got {type(item).__name__}")
