@@ -13,6 +13,9 @@ TensorReshaper
 from ._version import __version__
 from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
+from .reshaper import TensorReshaper
 from .serving import preprocess
 
-__all__ = ["__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "preprocess"]
+__all__ = [
+    "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "preprocess",
+]

@@ -29,3 +29,11 @@ def test_every_reason_code_is_documented_in_the_readme():
     codes = {code for code in REASON_CODES if code not in ("http_4xx", "http_5xx")}
     assert codes <= documented, codes - documented
     assert "http_404" in documented
+
+
+def test_every_reshaper_param_is_a_constructor_argument_and_a_readme_row():
+    from sparkimg_ml import TensorReshaper
+
+    params = {p.name for p in TensorReshaper().params}
+    assert params == set(inspect.signature(TensorReshaper.__init__).parameters) - {"self"}
+    assert params == _params_table("## Params of `TensorReshaper`")

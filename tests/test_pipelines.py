@@ -14,7 +14,7 @@ from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.feature import PCA
 from pyspark.ml.tuning import CrossValidator, CrossValidatorModel
 
-from sparkimg_ml import ImageUrlFeaturizer
+from sparkimg_ml import ImageUrlFeaturizer, TensorReshaper
 from sparkimg_ml.demo import EXTRA_COLUMNS, build_pipeline, digits_frame, write_digits_pngs
 
 LOADER = Path(__file__).with_name("load_and_predict.py")
@@ -113,7 +113,7 @@ def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, d
     assert there == here
 
 
-def test_stage_and_unfitted_pipeline_round_trip_every_param(tmp_path):
+def test_stage_and_unfitted_pipeline_round_trip_every_param(spark, tmp_path):
     featurizer = ImageUrlFeaturizer(inputCol="u", outputCol="v", errorCol="e", handleInvalid="keep",
                                     imageSize=[7, 9], colorMode="L", scale=0.5, concurrency=4, timeout=3.0)
     featurizer.save(str(tmp_path / "stage"))
@@ -126,10 +126,12 @@ def test_stage_and_unfitted_pipeline_round_trip_every_param(tmp_path):
     assert stages[0].getImageSize() == [7, 9] and stages[0].getErrorCol() == "e"
 
 
-def test_stages_saved_by_version_0_1_0_still_load():
+def test_stages_saved_by_version_0_1_0_still_load(spark):
     """Module paths and Param names are an on-disk format: these files were written by 0.1.0."""
     stage = ImageUrlFeaturizer.load(str(RESOURCES / "v0_1_0" / "featurizer"))
     assert stage.getInputCol() == "url" and stage.getImageSize() == [16, 16]
     assert stage.getHandleInvalid() == "keep" and stage.getErrorCol() == "error"
     pipeline = Pipeline.load(str(RESOURCES / "v0_1_0" / "pipeline"))
     assert isinstance(pipeline.getStages()[0], ImageUrlFeaturizer)
+    reshaper = TensorReshaper.load(str(RESOURCES / "v0_1_0" / "reshaper"))
+    assert reshaper.getAxes() == [2, 0, 1] and reshaper.getOutputType() == "array"
