@@ -37,7 +37,7 @@ bench-smoke: java-check $(STAMP)
 	$(BIN)/python -m benchmarks.run --smoke
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check sparkimg_ml tests benchmarks
+	$(BIN)/python -m ruff check --isolated --select E,F,W,B --extend-ignore E402,E501,B905 sparkimg_ml tests benchmarks
 	$(BIN)/python -m mypy
 
 clean:
