@@ -1,0 +1,589 @@
+"""Run the benchmark suite: ``python -m benchmarks.run`` (full) or ``python -m benchmarks.run --smoke``.
+
+Every scenario runs its contenders side by side in one Spark session,
+interleaved repeat by repeat (so background load hits them alike), on the same
+wide Parquet table, with the sink ``df.write.format("noop")`` forcing full
+evaluation. Each run reports wall time, CPU time of the whole process tree
+(driver Python + JVM + Python workers) and peak RSS of the Python workers, and
+every run is checked for correctness (see :mod:`benchmarks.checks`); the exit
+status is 1 if any check fails. ``--smoke`` is a quick correctness-only pass
+over a few dozen images (its timings mean nothing).
+
+Results are printed as markdown and written as JSON to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checks
+from .checks import Check
+from .corpus import (
+    DEFAULT_CACHE_DIR,
+    BigCorpusSpec,
+    Corpus,
+    CorpusSpec,
+    build_big_corpus,
+    build_corpus,
+)
+from .measure import POOL_ENV, ROLES, Measurement, ProcessTree, Sample
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+ROW_UDF, FEATURIZER, CEILING, FLOOR = "row_udf", "featurizer", "ceiling", "pass_through"
+LABELS = {ROW_UDF: "row-at-a-time UDF", FEATURIZER: "ImageUrlFeaturizer", CEILING: "no-Spark ceiling",
+          FLOOR: "pass-through floor"}
+
+#: Spark settings chosen on purpose (all recorded in the output):
+#: * input Arrow batches hold only the image column (short strings), so Spark's
+#:   default of 10,000 records is kept: a large batch gives the featurizer's
+#:   thread pool long runs without draining between batches and a wide
+#:   de-duplication scope, while its *output* batches are capped by bytes inside
+#:   the featurizer (32 MB), independent of this setting;
+#: * ``minPartitionNum`` makes each corpus Parquet file its own partition (4 by
+#:   default, 2 per core), so both cores stay busy to the end of a job;
+#: * Python UDF settings keep Spark's defaults, i.e. what a hand-written
+#:   ``F.udf`` gets today (Arrow-optimized in Spark 4).
+SPARK_CONF = {
+    "spark.driver.memory": "4g",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "10000",
+    "spark.sql.files.minPartitionNum": "4",
+}
+#: Every SUBSET_MODULUS-th row (by id) gets its full output range checked before timing.
+SUBSET_MODULUS = 10
+
+REPORTED_CONF = (
+    "spark.master", "spark.driver.memory", "spark.sql.execution.arrow.maxRecordsPerBatch",
+    "spark.sql.execution.arrow.maxBytesPerBatch", "spark.sql.execution.pythonUDF.arrow.enabled",
+    "spark.sql.execution.python.udf.maxRecordsPerBatch", "spark.sql.files.minPartitionNum",
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One input/output configuration and the contenders measured on it."""
+
+    name: str
+    title: str
+    corpus: str  # "main" or "big"
+    source: str  # "path" or "url"
+    size: int
+    contenders: tuple[str, ...]
+    latency_ms: float | None = None
+    repeats: int | None = None  # None: the run's --repeats
+    max_images: int | None = None  # None: every row of the corpus; else ids below it
+
+
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    all_four = (ROW_UDF, FEATURIZER, CEILING, FLOOR)
+    three = (ROW_UDF, FEATURIZER, CEILING)
+    defined = [
+        Scenario("local_32", "local files -> 32x32x3", "main", "path", 32, all_four),
+        Scenario("http_0ms_32", "HTTP, 0 ms latency -> 32x32x3", "main", "url", 32, three, latency_ms=0.0),
+        Scenario(f"http_{args.latency_ms:g}ms_32", f"HTTP, {args.latency_ms:g} ms latency -> 32x32x3", "main",
+                 "url", 32, three, latency_ms=args.latency_ms),
+        Scenario("local_224", "local files -> 224x224x3", "main", "path", 224, three,
+                 max_images=args.images_224),
+        Scenario("big_224", f"{args.big_width}x{args.big_height} JPEGs, local -> 224x224x3", "big", "path", 224,
+                 (FEATURIZER,), repeats=1),
+    ]
+    if args.scenarios:
+        wanted = set(args.scenarios.split(","))
+        unknown = wanted - {s.name for s in defined}
+        if unknown:
+            raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {[s.name for s in defined]}")
+        defined = [s for s in defined if s.name in wanted]
+    return defined
+
+
+@dataclass
+class ContenderResult:
+    """All runs of one contender in one scenario, and their checks."""
+
+    contender: str
+    images: int
+    samples: list[Sample] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def images_per_s(self) -> float:
+        return statistics.median(self.images / s.wall_s for s in self.samples)
+
+    def cpu_ms_per_image(self, role: str | None = None) -> float:
+        def cpu(s: Sample) -> float:
+            return s.cpu_total_s if role is None else s.cpu_s[role]
+        return statistics.median(1000.0 * cpu(s) / self.images for s in self.samples)
+
+    def peak_python_rss_mb(self) -> float:
+        # The Python work of the ceiling runs in the driver process; Spark's in its workers.
+        role = "driver" if self.contender == CEILING else "workers"
+        return max(s.peak_rss[role] for s in self.samples) / 2 ** 20
+
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "contender": self.contender, "images": self.images,
+            "images_per_s_median": self.images_per_s(),
+            "cpu_ms_per_image_median": self.cpu_ms_per_image(),
+            "cpu_ms_per_image_by_role_median": {r: self.cpu_ms_per_image(r) for r in ROLES},
+            "peak_python_rss_mb": self.peak_python_rss_mb(),
+            "runs": [{"wall_s": s.wall_s, "cpu_s": s.cpu_s, "peak_rss_bytes": s.peak_rss} for s in self.samples],
+            "checks": [c.as_dict() for c in self.checks], "notes": self.notes,
+        }
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def start_spark(app: str):
+    # Spark's Python workers must run this interpreter and import this checkout (the
+    # row UDF lives in ``benchmarks``); local workers inherit the JVM's environment.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[2]").appName(app)
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _conf_value(spark, key: str) -> str | None:
+    if key == "spark.master":
+        return spark.sparkContext.master
+    try:
+        return spark.conf.get(key)  # with a default, unset keys would hide Spark's own default
+    except Exception:  # noqa: BLE001 - pyspark raises a JVM-specific "no such element" error
+        return None
+
+
+def jvm_pid(spark) -> int:
+    import psutil
+
+    pid = spark.sparkContext._gateway.proc.pid  # the launcher execs into the JVM
+    if "java" not in psutil.Process(pid).name():
+        pid = next(p.pid for p in psutil.Process().children(recursive=True) if "java" in p.name())
+    return pid
+
+
+def machine() -> dict[str, Any]:
+    import PIL
+    import psutil
+    import pyspark
+    from PIL import features
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+        "os": platform.platform(), "python": platform.python_version(), "pyspark": pyspark.__version__,
+        "pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"),
+        "numpy": np.__version__, "java": _java_version(),
+    }
+
+
+def _java_version() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30, check=False).stderr
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.splitlines()[0] if out else "unknown"
+
+
+def sample_ids(corpus: Corpus, n: int, per_kind: int, spread: int) -> list[int]:
+    """A few ids below ``n`` of every kind of file plus some spread over them."""
+    chosen: list[int] = []
+    for kind in sorted({info.kind for info in corpus.images[:n]}):
+        chosen += [info.id for info in corpus.images[:n] if info.kind == kind][:per_kind]
+    chosen += [int(i) for i in np.linspace(0, n - 1, min(spread, n))]
+    return sorted(set(chosen))
+
+
+class Bench:
+    """One benchmark run: corpus, Spark session, process tree, results."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.results: dict[str, dict[str, Any]] = {}
+        self.spark: Any = None
+        self.tree = ProcessTree()
+        self._references: dict[tuple[str, int, bool, int], np.ndarray] = {}
+
+    # -- references ---------------------------------------------------------------
+    def reference(self, corpus: Corpus, image_id: int, size: int, reduced: bool) -> np.ndarray:
+        from .contenders import reference_features
+
+        key = (str(corpus.root), image_id, reduced, size)
+        if key not in self._references:
+            self._references[key] = reference_features(corpus.path(image_id).read_bytes(), size, size, reduced)
+        return self._references[key]
+
+    def references(self, corpus: Corpus, ids: Sequence[int], size: int, reduced: bool) -> dict[int, np.ndarray]:
+        return {i: self.reference(corpus, i, size, reduced) for i in ids}
+
+    # -- Spark jobs -----------------------------------------------------------------
+    def run_spark(self, frame, observe: dict[str, Any]) -> tuple[Sample, dict[str, int]]:
+        from pyspark.sql import Observation
+
+        observation = Observation()
+        observed = frame.observe(observation, *[col.alias(name) for name, col in observe.items()])
+        with Measurement(self.tree) as measurement:
+            observed.write.format("noop").mode("overwrite").save()
+        return measurement.sample, {k: int(v) for k, v in observation.get.items()}
+
+    def subset_stats(self, frame, modulus: int) -> dict[str, Any]:
+        from pyspark.ml.functions import vector_to_array
+        from pyspark.sql import functions as F
+
+        values = vector_to_array(F.col("features"))
+        row = frame.where(F.col("id") % modulus == 0).agg(
+            F.count(F.lit(1)).alias("rows"), F.count("features").alias("nonnull"),
+            F.min(F.array_min(values)).alias("lo"), F.max(F.array_max(values)).alias("hi"),
+        ).first()
+        return row.asDict()
+
+    def collect_vectors(self, frame, ids: Sequence[int]) -> dict[int, np.ndarray | None]:
+        from pyspark.sql import functions as F
+
+        rows = frame.where(F.col("id").isin(list(ids))).select("id", "features").collect()
+        return {row["id"]: (None if row["features"] is None else row["features"].toArray()) for row in rows}
+
+    # -- one scenario ---------------------------------------------------------------
+    def run_scenario(self, scenario: Scenario, corpus: Corpus, base_url: str | None) -> dict[str, Any]:
+        from pyspark.sql import functions as F
+
+        from . import contenders as c
+
+        size = scenario.size
+        n = min(len(corpus.images), scenario.max_images or len(corpus.images))
+        df = self.spark.read.parquet(str(corpus.table))
+        if n < len(corpus.images):
+            df = df.where(F.col("id") < n)
+        if scenario.source == "url":
+            assert base_url is not None
+            source_col = F.concat(F.lit(base_url), F.col("url"))
+            sources = [base_url + corpus.url_path(i) for i in range(n)]
+        else:
+            source_col = F.col("path")
+            sources = [str(corpus.path(i)) for i in range(n)]
+        ids = sample_ids(corpus, n, per_kind=2, spread=8) if scenario.corpus == "main" else \
+            sample_ids(corpus, n, per_kind=0, spread=4)
+        rgba_free = [i for i in ids if corpus.images[i].mode != "RGBA"]
+        full_refs = self.references(corpus, ids, size, reduced=False)
+        vector_size = size * size * 3
+
+        stage = c.featurizer("_source", size, size, **self.args.featurizer_params)
+        reduced = c.uses_reduced_decode(stage)
+        builders = {
+            ROW_UDF: lambda: c.spark_row_udf(df, source_col, size, size, use_arrow=self.args.row_udf_arrow),
+            FEATURIZER: lambda: c.spark_featurizer(df, source_col, size, size, **self.args.featurizer_params),
+            FLOOR: lambda: c.pass_through(df, source_col),
+        }
+
+        def frame(name: str):
+            # A UDF captures the driver's worker environment when it is built: a pool
+            # of Python workers of its own for each contender (see benchmarks.measure).
+            pool = f"{scenario.name}/{name}"
+            self.spark.sparkContext.environment[POOL_ENV] = pool
+            self.tree.pool = pool
+            return builders[name]()
+
+        results = {name: ContenderResult(name, n) for name in scenario.contenders}
+        if FEATURIZER in results:
+            results[FEATURIZER].notes = {"params": c.stage_params(stage), "reduced_decode": reduced}
+        if CEILING in results:
+            results[CEILING].notes = {"threads": c.CEILING_THREADS, "draft_margin": c.DRAFT_MARGIN}
+        if ROW_UDF in results:
+            results[ROW_UDF].notes = {"useArrow": self.args.row_udf_arrow, "spark_default": _conf_value(
+                self.spark, "spark.sql.execution.pythonUDF.arrow.enabled")}
+
+        # Correctness first, on sampled rows and on every SUBSET_MODULUS-th row: this also
+        # warms up the Python workers and the JVM's JIT before anything is timed.
+        subset_rows = sum(1 for i in range(n) if i % SUBSET_MODULUS == 0)
+        for name, result in results.items():
+            if name == FLOOR:
+                continue
+            if name == CEILING:
+                matrix = c.Ceiling(size, size).run([sources[i] for i in ids])
+                got = {i: matrix[k] for k, i in enumerate(ids)}
+                result.checks += [
+                    checks.compare("= Pillow, same reduced decode", got,
+                                   self.references(corpus, ids, size, reduced=True), exact=True),
+                    checks.compare("~ Pillow full decode", got, full_refs, exact=False),
+                ]
+            else:
+                got = self.collect_vectors(frame(name), ids)
+                result.checks.append(checks.value_range(got, vector_size))
+                result.checks += checks.range_stats(self.subset_stats(frame(name), SUBSET_MODULUS), subset_rows)
+                if name == ROW_UDF:
+                    result.checks.append(checks.compare("= Pillow", got, full_refs, exact=True))
+                else:
+                    serving = stage.preprocess([str(corpus.path(i)) for i in ids])
+                    result.checks.append(checks.compare(
+                        "= featurizer.preprocess (serving path)", got,
+                        {i: serving[k].astype(np.float64) for k, i in enumerate(ids)}, exact=True))
+                    result.checks.append(checks.compare(
+                        "~ Pillow full decode" if reduced else "= Pillow",
+                        got, {i: full_refs[i] for i in rgba_free}, exact=not reduced))
+            failed = "; ".join(x.detail for x in result.checks if not x.passed)
+            log(f"  {scenario.name} {name}: pre-run checks {'FAILED: ' + failed if failed else 'passed'}")
+
+        repeats = scenario.repeats or self.args.repeats
+        for repeat in range(repeats):
+            for name, result in results.items():
+                if name == CEILING:
+                    ceiling = c.Ceiling(size, size)
+                    self.tree.pool = f"{scenario.name}/{name}"  # no Spark workers: reads 0
+                    with Measurement(self.tree) as measurement:
+                        matrix = ceiling.run(sources)
+                    sample = measurement.sample
+                    result.checks.append(checks.matrix_rows(matrix, n, vector_size))
+                    result.checks.append(checks.value_range(dict(enumerate(matrix)), vector_size))
+                    del matrix
+                else:
+                    observe = {"rows": F.count(F.lit(1)), "nonnull": F.count(F.col("features"))}
+                    if name == FEATURIZER:
+                        observe["errors"] = F.count(F.col("error"))
+                    sample, observed = self.run_spark(frame(name), observe)
+                    result.checks += checks.counts(observed, n)
+                result.samples.append(sample)
+                log(f"  {scenario.name} {name} run {repeat + 1}/{repeats}: {n} images in {sample.wall_s:.1f} s, "
+                    f"CPU {sample.cpu_total_s:.1f} s, {n / sample.wall_s:.0f} img/s")
+        return {"scenario": scenario.name, "title": scenario.title, "images": n, "size": [size, size, 3],
+                "source": scenario.source, "latency_ms": scenario.latency_ms, "corpus": corpus.describe(),
+                "sample_ids": ids, "partitions": df.rdd.getNumPartitions(),
+                "contenders": {name: r.as_dict() for name, r in results.items()}, "_results": results}
+
+    # -- whole run --------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from .server import serve_in_subprocess
+
+        args = self.args
+        chosen = scenarios(args)
+        log(f"building or loading the corpus under {args.corpus_dir} ...")
+        corpus = build_corpus(CorpusSpec(images=args.images), args.corpus_dir)
+        big = None
+        if any(s.corpus == "big" for s in chosen):
+            big = build_big_corpus(BigCorpusSpec(rows=args.big_rows, distinct=min(8, args.big_rows),
+                                                 width=args.big_width, height=args.big_height), args.corpus_dir)
+        load_start = os.getloadavg()
+        started = time.time()
+        self.spark = start_spark("sparkimg_ml-benchmarks")
+        try:
+            self.tree = ProcessTree(jvm_pid=jvm_pid(self.spark))
+            conf = {key: _conf_value(self.spark, key) for key in REPORTED_CONF}
+            for scenario in chosen:
+                log(f"scenario {scenario.name}: {scenario.title}")
+                data = big if scenario.corpus == "big" else corpus
+                assert data is not None
+                if scenario.latency_ms is None:
+                    self.results[scenario.name] = self.run_scenario(scenario, data, None)
+                else:
+                    with serve_in_subprocess(data.root, scenario.latency_ms) as (base_url, server_pid):
+                        self.tree.exclude = {server_pid}
+                        self.results[scenario.name] = self.run_scenario(scenario, data, base_url)
+                    self.tree.exclude = set()
+        finally:
+            self.spark.stop()
+        return {
+            "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+            "duration_s": time.time() - started, "command": " ".join([Path(sys.executable).name, "-m",
+                                                                     "benchmarks.run"] + sys.argv[1:]),
+            "smoke": args.smoke, "machine": machine(),
+            "load_average_1m": {"start": load_start[0], "end": os.getloadavg()[0]},
+            "spark_conf": conf, "repeats": args.repeats, "scenarios": self.results,
+        }
+
+
+# -- report ---------------------------------------------------------------------------
+TARGETS = (
+    # (label, function of results -> value or None, goal text, predicate)
+    ("local 32x32: featurizer / row UDF throughput",
+     lambda r: _ratio(r, "local_32", FEATURIZER, ROW_UDF), ">= 1.6x", lambda v: v >= 1.6),
+    ("local 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
+     lambda r: _cpu_vs_ceiling_floor(r, "local_32"), "<= 1.2x", lambda v: v <= 1.2),
+    ("HTTP 32x32: featurizer throughput at {lat} ms / at 0 ms",
+     lambda r: _latency_ratio(r), ">= 0.9", lambda v: v >= 0.9),
+    ("HTTP {lat} ms 32x32: featurizer / row UDF throughput",
+     lambda r: _ratio(r, _latency_name(r), FEATURIZER, ROW_UDF), ">= 5x", lambda v: v >= 5),
+    ("local 224x224: featurizer / row UDF throughput",
+     lambda r: _ratio(r, "local_224", FEATURIZER, ROW_UDF), ">= 5x", lambda v: v >= 5),
+    ("local 224x224: featurizer Python worker peak RSS (GB)",
+     lambda r: _rss_gb(r, "local_224"), "<= 1.5", lambda v: v <= 1.5),
+    ("large JPEGs 224x224: featurizer Python worker peak RSS (GB)",
+     lambda r: _rss_gb(r, "big_224"), "<= 1.5", lambda v: v <= 1.5),
+)
+
+
+def _get(results: dict[str, Any], scenario: str | None, contender: str) -> ContenderResult | None:
+    if scenario is None or scenario not in results:
+        return None
+    return results[scenario]["_results"].get(contender)
+
+
+def _ratio(results: dict[str, Any], scenario: str | None, a: str, b: str) -> float | None:
+    ra, rb = _get(results, scenario, a), _get(results, scenario, b)
+    if ra is None or rb is None:
+        return None
+    return ra.images_per_s() / rb.images_per_s()
+
+
+def _cpu_vs_ceiling_floor(results: dict[str, Any], scenario: str) -> float | None:
+    feat, ceil, floor = (_get(results, scenario, x) for x in (FEATURIZER, CEILING, FLOOR))
+    if feat is None or ceil is None or floor is None:
+        return None
+    return feat.cpu_ms_per_image() / (ceil.cpu_ms_per_image() + floor.cpu_ms_per_image())
+
+
+def _latency_name(results: dict[str, Any]) -> str | None:
+    names = [n for n, s in results.items() if s["latency_ms"] not in (None, 0.0)]
+    return names[0] if names else None
+
+
+def _latency_ratio(results: dict[str, Any]) -> float | None:
+    slow, fast = _get(results, _latency_name(results), FEATURIZER), _get(results, "http_0ms_32", FEATURIZER)
+    if slow is None or fast is None:
+        return None
+    return slow.images_per_s() / fast.images_per_s()
+
+
+def _rss_gb(results: dict[str, Any], scenario: str) -> float | None:
+    feat = _get(results, scenario, FEATURIZER)
+    return None if feat is None else feat.peak_python_rss_mb() / 1024
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    results = report["scenarios"]
+    latency = next((s["latency_ms"] for s in results.values() if s["latency_ms"]), None)
+    rows = []
+    for label, value_of, goal, ok in TARGETS:
+        value = value_of(results)
+        rows.append({"target": label.format(lat=f"{latency:g}" if latency else "?"), "value": value, "goal": goal,
+                     "met": None if value is None or report["smoke"] else bool(ok(value))})
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"## sparkimg_ml benchmarks ({report['started']}{', SMOKE: correctness only' if report['smoke'] else ''})",
+        "",
+        (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}; Python {m['python']}, "
+        f"pyspark {m['pyspark']}, {m['java']}, Pillow {m['pillow']} (libjpeg-turbo {m['libjpeg_turbo']}), "
+        f"numpy {m['numpy']}. Load average (1 min) {report['load_average_1m']['start']:.1f} at start, "
+        f"{report['load_average_1m']['end']:.1f} at end."),
+        f"Command: `{report['command']}` ({report['duration_s'] / 60:.1f} min). Spark: "
+        + ", ".join(f"{k}={v}" for k, v in report["spark_conf"].items()) + ".",
+        "",
+        ("| scenario | contender | images | img/s (median) | CPU ms/img | of which JVM / Py workers / driver "
+         "| peak Python RSS MB | checks |"),
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for scenario in report["scenarios"].values():
+        for name, result in scenario["_results"].items():
+            by_role = " / ".join(f"{result.cpu_ms_per_image(r):.1f}" for r in ("jvm", "workers", "driver"))
+            failed = [c for c in result.checks if not c.passed]
+            lines.append(
+                f"| {scenario['title']} | {LABELS[name]} | {result.images} | {result.images_per_s():.0f} | "
+                f"{result.cpu_ms_per_image():.1f} | {by_role} | {result.peak_python_rss_mb():.0f} | "
+                f"{'ok (' + str(len(result.checks)) + ')' if not failed else 'FAILED ' + str(len(failed))} |")
+    lines += ["", "| target | measured | goal | met |", "|---|---:|---|---|"]
+    for row in targets(report):
+        value = "n/a" if row["value"] is None else f"{row['value']:.2f}"
+        met = "-" if row["met"] is None else ("yes" if row["met"] else "NO")
+        lines.append(f"| {row['target']} | {value} | {row['goal']} | {met} |")
+    lines += [
+        "",
+        ("CPU ms/img is the CPU time of the whole process tree (driver Python, JVM, Python workers; the loopback "
+        "HTTP servers excluded) per image; peak Python RSS is the sum over Spark's Python worker processes "
+        "(the driver process for the no-Spark ceiling). Other jobs share this machine, so wall-clock figures "
+        "are noisy: compare figures of the same run, and prefer CPU ms/img and the ratios."),
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a few dozen images, one repeat, checks only")
+    parser.add_argument("--images", type=int, help="images in the main corpus (default 2000; smoke 24)")
+    parser.add_argument("--repeats", type=int, help="timed runs per contender (default 3; smoke 1)")
+    parser.add_argument("--images-224", type=int,
+                        help="first rows of the corpus used at 224x224 (default 1000; smoke: all)")
+    parser.add_argument("--row-udf-arrow", choices=("default", "true", "false"), default="default",
+                        help="useArrow of the row UDF (default: Spark's own default)")
+    parser.add_argument("--big-rows", type=int, help="rows of large JPEGs (default 5000; smoke 4)")
+    parser.add_argument("--big-width", type=int, help="large JPEG width (default 4000; smoke 1200)")
+    parser.add_argument("--big-height", type=int, help="large JPEG height (default 3000; smoke 900)")
+    parser.add_argument("--latency-ms", type=float, default=30.0, help="latency of the slow HTTP scenario")
+    parser.add_argument("--scenarios", help="comma-separated subset (default: all)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
+                        help="set a featurizer Param, e.g. --param concurrency=32 (repeatable)")
+    parser.add_argument("--corpus-dir", type=Path, default=DEFAULT_CACHE_DIR, help="corpus cache directory")
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where the JSON goes")
+    args = parser.parse_args(argv)
+    # (full, smoke); the full sizes keep the whole run near 15 minutes on 2 cores.
+    defaults = {"images": (2000, 24), "images_224": (1000, 24), "repeats": (3, 1), "big_rows": (5000, 4),
+                "big_width": (4000, 1200), "big_height": (3000, 900)}
+    for name, (full, smoke) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, smoke if args.smoke else full)
+    args.row_udf_arrow = {"default": None, "true": True, "false": False}[args.row_udf_arrow]
+    args.featurizer_params = {}
+    for item in args.param:
+        name, _, value = item.partition("=")
+        args.featurizer_params[name] = json.loads(value)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = Bench(args).run()
+    text = markdown(report)
+    print(text, flush=True)
+    all_checks = [c for s in report["scenarios"].values() for r in s["_results"].values() for c in r.checks]
+    failed = [c for c in all_checks if not c.passed]
+    report["targets"] = targets(report)
+    report["checks_passed"] = not failed
+    for scenario in report["scenarios"].values():
+        scenario.pop("_results")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.results_dir / f"bench-{'smoke-' if args.smoke else ''}{stamp}.json"
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"\ncorrectness: {len(all_checks) - len(failed)}/{len(all_checks)} checks passed"
+          + "".join(f"\n  FAILED {c.name}: {c.detail}" for c in failed) + f"\nresults: {out}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
