@@ -566,16 +566,8 @@ class _GuardedConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    guard: _Guard
-    watch_token: int = 0
-
-    def _new_conn(self) -> socket.socket:
-        return self.guard.new_socket(self, super()._new_conn)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        self.guard.arm(self)  # type: ignore[arg-type]
-        super().request(*args, **kwargs)
+class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
+    """The same guard over TLS (the MRO puts HTTPSConnection under the guard's overrides)."""
 
 
 class _GuardedAdapter(HTTPAdapter):
