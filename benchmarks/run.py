@@ -252,16 +252,11 @@ class Bench:
         return {i: self.reference(corpus, i, size, reduced) for i in ids}
 
     # -- Spark jobs -----------------------------------------------------------------
-    def settle(self) -> None:
-        """Collect the JVM's garbage now, so the previous contender's is not charged to the next."""
-        self.spark.sparkContext._jvm.System.gc()
-
     def run_spark(self, frame, observe: dict[str, Any]) -> tuple[Sample, dict[str, int]]:
         from pyspark.sql import Observation
 
         observation = Observation()
         observed = frame.observe(observation, *[col.alias(name) for name, col in observe.items()])
-        self.settle()
         with Measurement(self.tree) as measurement:
             observed.write.format("noop").mode("overwrite").save()
         return measurement.sample, {k: int(v) for k, v in observation.get.items()}
@@ -369,7 +364,6 @@ class Bench:
                 if name == CEILING:
                     ceiling = c.Ceiling(size, size)
                     self.tree.pool = f"{scenario.name}/{name}"  # no Spark workers: reads 0
-                    self.settle()
                     with Measurement(self.tree) as measurement:
                         matrix = ceiling.run(sources)
                     sample = measurement.sample
@@ -548,10 +542,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         ("CPU ms/img is the CPU time of the whole process tree (driver Python, JVM, Python workers; the "
-         "loopback HTTP servers excluded) per image, the JVM garbage-collected before each run; peak Python "
-         "RSS is the sum over the contender's own Spark Python worker processes (the driver process for the "
-         "no-Spark ceiling). Other jobs share this machine, so wall-clock figures are noisy: compare figures "
-         "of the same run, and prefer CPU ms/img and the ratios."),
+         "loopback HTTP servers excluded) per image; peak Python RSS is the sum over the contender's own "
+         "Spark Python worker processes (the driver process for the no-Spark ceiling). Other jobs share this "
+         "machine, so wall-clock figures are noisy: compare figures of the same run, and prefer CPU ms/img "
+         "and the ratios."),
     ]
     return "\n".join(lines)
 
