@@ -15,6 +15,7 @@ Results are printed as markdown and written as JSON to ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -87,7 +88,9 @@ class Scenario:
     source: str  # "path" or "url"
     size: int
     contenders: tuple[str, ...]
-    latency_ms: float | None = None
+    #: Server latencies for URL sources: every contender runs once per latency, interleaved,
+    #: so that the latency comparison sees the same background load.
+    latencies_ms: tuple[float, ...] = ()
     repeats: int | None = None  # None: the run's --repeats
     max_images: int | None = None  # None: every row of the corpus; else ids below it
 
@@ -97,9 +100,8 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     three = (ROW_UDF, FEATURIZER, CEILING)
     defined = [
         Scenario("local_32", "local files -> 32x32x3", "main", "path", 32, all_four),
-        Scenario("http_0ms_32", "HTTP, 0 ms latency -> 32x32x3", "main", "url", 32, three, latency_ms=0.0),
-        Scenario(f"http_{args.latency_ms:g}ms_32", f"HTTP, {args.latency_ms:g} ms latency -> 32x32x3", "main",
-                 "url", 32, three, latency_ms=args.latency_ms),
+        Scenario("http_32", "HTTP -> 32x32x3", "main", "url", 32, three,
+                 latencies_ms=tuple(dict.fromkeys((0.0, args.latency_ms)))),
         Scenario("local_224", "local files -> 224x224x3", "main", "path", 224, three,
                  max_images=args.images_224),
         Scenario("big_224", f"{args.big_width}x{args.big_height} JPEGs, local -> 224x224x3", "big", "path", 224,
@@ -120,9 +122,15 @@ class ContenderResult:
 
     contender: str
     images: int
+    latency_ms: float | None = None
     samples: list[Sample] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """``contender``, or ``contender@<latency>ms`` for URL sources."""
+        return self.contender if self.latency_ms is None else f"{self.contender}@{self.latency_ms:g}ms"
 
     def images_per_s(self) -> float:
         return statistics.median(self.images / s.wall_s for s in self.samples)
@@ -142,7 +150,7 @@ class ContenderResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "contender": self.contender, "images": self.images,
+            "contender": self.contender, "latency_ms": self.latency_ms, "images": self.images,
             "images_per_s_median": self.images_per_s(),
             "cpu_ms_per_image_median": self.cpu_ms_per_image(),
             "cpu_ms_per_image_by_role_median": {r: self.cpu_ms_per_image(r) for r in ROLES},
@@ -279,7 +287,7 @@ class Bench:
         return {row["id"]: (None if row["features"] is None else row["features"].toArray()) for row in rows}
 
     # -- one scenario ---------------------------------------------------------------
-    def run_scenario(self, scenario: Scenario, corpus: Corpus, base_url: str | None) -> dict[str, Any]:
+    def run_scenario(self, scenario: Scenario, corpus: Corpus, base_urls: dict[float, str]) -> dict[str, Any]:
         from pyspark.sql import functions as F
 
         from . import contenders as c
@@ -289,13 +297,14 @@ class Bench:
         df = self.spark.read.parquet(str(corpus.table))
         if n < len(corpus.images):
             df = df.where(F.col("id") < n)
-        if scenario.source == "url":
-            assert base_url is not None
-            source_col = F.concat(F.lit(base_url), F.col("url"))
-            sources = [base_url + corpus.url_path(i) for i in range(n)]
-        else:
-            source_col = F.col("path")
-            sources = [str(corpus.path(i)) for i in range(n)]
+
+        def source_col(latency: float | None):
+            return F.col("path") if latency is None else F.concat(F.lit(base_urls[latency]), F.col("url"))
+
+        def sources(latency: float | None) -> list[str]:
+            if latency is None:
+                return [str(corpus.path(i)) for i in range(n)]
+            return [base_urls[latency] + corpus.url_path(i) for i in range(n)]
         ids = sample_ids(corpus, n, per_kind=2, spread=8) if scenario.corpus == "main" else \
             sample_ids(corpus, n, per_kind=0, spread=4)
         rgba_free = [i for i in ids if corpus.images[i].mode != "RGBA"]
@@ -304,37 +313,39 @@ class Bench:
 
         stage = c.featurizer("_source", size, size, **self.args.featurizer_params)
         reduced = c.uses_reduced_decode(stage)
-        builders = {
-            ROW_UDF: lambda: c.spark_row_udf(df, source_col, size, size, use_arrow=self.args.row_udf_arrow),
-            FEATURIZER: lambda: c.spark_featurizer(df, source_col, size, size, **self.args.featurizer_params),
-            FLOOR: lambda: c.pass_through(df, source_col),
-        }
-
-        def frame(name: str):
+        def frame(result: ContenderResult):
             # A UDF captures the driver's worker environment when it is built: a pool
             # of Python workers of its own for each contender (see benchmarks.measure).
-            pool = f"{scenario.name}/{name}"
+            pool = f"{scenario.name}/{result.key}"
             self.spark.sparkContext.environment[POOL_ENV] = pool
             self.tree.pool = pool
-            return builders[name]()
+            source = source_col(result.latency_ms)
+            if result.contender == ROW_UDF:
+                return c.spark_row_udf(df, source, size, size, use_arrow=self.args.row_udf_arrow)
+            if result.contender == FEATURIZER:
+                return c.spark_featurizer(df, source, size, size, **self.args.featurizer_params)
+            return c.pass_through(df, source)
 
-        results = {name: ContenderResult(name, n) for name in scenario.contenders}
-        if FEATURIZER in results:
-            results[FEATURIZER].notes = {"params": c.stage_params(stage), "reduced_decode": reduced}
-        if CEILING in results:
-            results[CEILING].notes = {"threads": c.CEILING_THREADS, "draft_margin": c.DRAFT_MARGIN}
-        if ROW_UDF in results:
-            results[ROW_UDF].notes = {"useArrow": self.args.row_udf_arrow, "spark_default": _conf_value(
-                self.spark, "spark.sql.execution.pythonUDF.arrow.enabled")}
+        notes: dict[str, dict[str, Any]] = {
+            FEATURIZER: {"params": c.stage_params(stage), "reduced_decode": reduced},
+            CEILING: {"threads": c.CEILING_THREADS, "draft_margin": c.DRAFT_MARGIN},
+            ROW_UDF: {"useArrow": self.args.row_udf_arrow,
+                      "spark_default": _conf_value(self.spark, "spark.sql.execution.pythonUDF.arrow.enabled")},
+            FLOOR: {},
+        }
+        latencies: tuple[float | None, ...] = scenario.latencies_ms or (None,)
+        results = {r.key: r for r in (ContenderResult(name, n, latency, notes=dict(notes[name]))
+                                      for latency in latencies for name in scenario.contenders)}
 
         # Correctness first, on sampled rows and on every SUBSET_MODULUS-th row: this also
         # warms up the Python workers and the JVM's JIT before anything is timed.
         subset_rows = sum(1 for i in range(n) if i % SUBSET_MODULUS == 0)
-        for name, result in results.items():
+        for key, result in results.items():
+            name = result.contender
             if name == FLOOR:
                 continue
             if name == CEILING:
-                matrix = c.Ceiling(size, size).run([sources[i] for i in ids])
+                matrix = c.Ceiling(size, size).run([sources(result.latency_ms)[i] for i in ids])
                 got = {i: matrix[k] for k, i in enumerate(ids)}
                 result.checks += [
                     checks.compare("= Pillow, same reduced decode", got,
@@ -342,9 +353,9 @@ class Bench:
                     checks.compare("~ Pillow full decode", got, full_refs, exact=False),
                 ]
             else:
-                got = self.collect_vectors(frame(name), ids)
+                got = self.collect_vectors(frame(result), ids)
                 result.checks.append(checks.value_range(got, vector_size))
-                result.checks += checks.range_stats(self.subset_stats(frame(name), SUBSET_MODULUS), subset_rows)
+                result.checks += checks.range_stats(self.subset_stats(frame(result), SUBSET_MODULUS), subset_rows)
                 if name == ROW_UDF:
                     result.checks.append(checks.compare("= Pillow", got, full_refs, exact=True))
                 else:
@@ -356,16 +367,17 @@ class Bench:
                         "~ Pillow full decode" if reduced else "= Pillow",
                         got, {i: full_refs[i] for i in rgba_free}, exact=not reduced))
             failed = "; ".join(x.detail for x in result.checks if not x.passed)
-            log(f"  {scenario.name} {name}: pre-run checks {'FAILED: ' + failed if failed else 'passed'}")
+            log(f"  {scenario.name} {key}: pre-run checks {'FAILED: ' + failed if failed else 'passed'}")
 
         repeats = scenario.repeats or self.args.repeats
         for repeat in range(repeats):
-            for name, result in results.items():
+            for key, result in results.items():
+                name = result.contender
                 if name == CEILING:
-                    ceiling = c.Ceiling(size, size)
-                    self.tree.pool = f"{scenario.name}/{name}"  # no Spark workers: reads 0
+                    ceiling, inputs = c.Ceiling(size, size), sources(result.latency_ms)
+                    self.tree.pool = f"{scenario.name}/{key}"  # no Spark workers: reads 0
                     with Measurement(self.tree) as measurement:
-                        matrix = ceiling.run(sources)
+                        matrix = ceiling.run(inputs)
                     sample = measurement.sample
                     result.checks.append(checks.matrix_rows(matrix, n, vector_size))
                     result.checks.append(checks.value_range(dict(enumerate(matrix)), vector_size))
@@ -374,15 +386,15 @@ class Bench:
                     observe = {"rows": F.count(F.lit(1)), "nonnull": F.count(F.col("features"))}
                     if name == FEATURIZER:
                         observe["errors"] = F.count(F.col("error"))
-                    sample, observed = self.run_spark(frame(name), observe)
+                    sample, observed = self.run_spark(frame(result), observe)
                     result.checks += checks.counts(observed, n)
                 result.samples.append(sample)
-                log(f"  {scenario.name} {name} run {repeat + 1}/{repeats}: {n} images in {sample.wall_s:.1f} s, "
+                log(f"  {scenario.name} {key} run {repeat + 1}/{repeats}: {n} images in {sample.wall_s:.1f} s, "
                     f"CPU {sample.cpu_total_s:.1f} s, {n / sample.wall_s:.0f} img/s")
         return {"scenario": scenario.name, "title": scenario.title, "images": n, "size": [size, size, 3],
-                "source": scenario.source, "latency_ms": scenario.latency_ms, "corpus": corpus.describe(),
+                "source": scenario.source, "latencies_ms": list(scenario.latencies_ms), "corpus": corpus.describe(),
                 "sample_ids": ids, "partitions": df.rdd.getNumPartitions(),
-                "contenders": {name: r.as_dict() for name, r in results.items()}, "_results": results}
+                "contenders": {key: r.as_dict() for key, r in results.items()}, "_results": results}
 
     # -- whole run --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -406,13 +418,13 @@ class Bench:
                 log(f"scenario {scenario.name}: {scenario.title}")
                 data = big if scenario.corpus == "big" else corpus
                 assert data is not None
-                if scenario.latency_ms is None:
-                    self.results[scenario.name] = self.run_scenario(scenario, data, None)
-                else:
-                    with serve_in_subprocess(data.root, scenario.latency_ms) as (base_url, server_pid):
-                        self.tree.exclude = {server_pid}
-                        self.results[scenario.name] = self.run_scenario(scenario, data, base_url)
-                    self.tree.exclude = set()
+                with contextlib.ExitStack() as servers:
+                    base_urls: dict[float, str] = {}
+                    for latency in scenario.latencies_ms:
+                        base_urls[latency], server_pid = servers.enter_context(serve_in_subprocess(data.root, latency))
+                        self.tree.exclude.add(server_pid)
+                    self.results[scenario.name] = self.run_scenario(scenario, data, base_urls)
+                self.tree.exclude = set()
         finally:
             self.spark.stop()
         return {
@@ -433,9 +445,11 @@ TARGETS = (
     ("local 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
      lambda r: _cpu_vs_ceiling_floor(r, "local_32"), "<= 1.2x", lambda v: v <= 1.2),
     ("HTTP 32x32: featurizer throughput at {lat} ms / at 0 ms",
-     lambda r: _latency_ratio(r), ">= 0.9", lambda v: v >= 0.9),
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(FEATURIZER, 0.0)), ">= 0.9",
+     lambda v: v >= 0.9),
     ("HTTP {lat} ms 32x32: featurizer / row UDF throughput",
-     lambda r: _ratio(r, _latency_name(r), FEATURIZER, ROW_UDF), ">= 5x", lambda v: v >= 5),
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(ROW_UDF, _latency(r))), ">= 5x",
+     lambda v: v >= 5),
     ("local 224x224: featurizer / row UDF throughput",
      lambda r: _ratio(r, "local_224", FEATURIZER, ROW_UDF), ">= 5x", lambda v: v >= 5),
     ("local 224x224: featurizer Python worker peak RSS (GB)",
@@ -482,16 +496,14 @@ def _cpu_vs_ceiling_floor(results: dict[str, Any], scenario: str) -> float | Non
     return feat.cpu_ms_per_image() / (ceil.cpu_ms_per_image() + floor.cpu_ms_per_image())
 
 
-def _latency_name(results: dict[str, Any]) -> str | None:
-    names = [n for n, s in results.items() if s["latency_ms"] not in (None, 0.0)]
-    return names[0] if names else None
+def _latency(results: dict[str, Any]) -> float | None:
+    """The largest server latency of the HTTP scenario (None if it did not run)."""
+    latencies = results.get("http_32", {}).get("latencies_ms") or [None]
+    return max(latencies, key=lambda v: -1.0 if v is None else v)
 
 
-def _latency_ratio(results: dict[str, Any]) -> float | None:
-    slow, fast = _get(results, _latency_name(results), FEATURIZER), _get(results, "http_0ms_32", FEATURIZER)
-    if slow is None or fast is None:
-        return None
-    return slow.images_per_s() / fast.images_per_s()
+def _at(contender: str, latency: float | None) -> str:
+    return contender if latency is None else f"{contender}@{latency:g}ms"
 
 
 def _rss_gb(results: dict[str, Any], scenario: str) -> float | None:
@@ -501,7 +513,7 @@ def _rss_gb(results: dict[str, Any], scenario: str) -> float | None:
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     results = report["scenarios"]
-    latency = next((s["latency_ms"] for s in results.values() if s["latency_ms"]), None)
+    latency = _latency(results)
     rows = []
     for label, value_of, goal, ok in TARGETS:
         value = value_of(results)
@@ -527,11 +539,14 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
     for scenario in report["scenarios"].values():
-        for name, result in scenario["_results"].items():
+        for result in scenario["_results"].values():
+            name = result.contender
+            title = scenario["title"] if result.latency_ms is None else \
+                f"{scenario['title']}, {result.latency_ms:g} ms latency"
             by_role = " / ".join(f"{result.cpu_ms_per_image(r):.1f}" for r in ("jvm", "workers", "driver"))
             failed = [c for c in result.checks if not c.passed]
             lines.append(
-                f"| {scenario['title']} | {LABELS[name]} | {result.images} | {result.images_per_s():.0f} | "
+                f"| {title} | {LABELS[name]} | {result.images} | {result.images_per_s():.0f} | "
                 f"{result.cpu_ms_per_image():.1f} | {by_role} | {result.peak_python_rss_mb():.0f} | "
                 f"{'ok (' + str(len(result.checks)) + ')' if not failed else 'FAILED ' + str(len(failed))} |")
     lines += ["", "| target | measured | goal | met |", "|---|---:|---|---|"]

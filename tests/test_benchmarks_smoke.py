@@ -44,8 +44,7 @@ def test_benchmark_smoke_run_exits_zero_with_every_check_passed(tmp_path: Path) 
     assert report["smoke"] is True and report["checks_passed"] is True
     expected = {
         "local_32": {"row_udf", "featurizer", "ceiling", "pass_through"},
-        "http_0ms_32": {"row_udf", "featurizer", "ceiling"},
-        "http_30ms_32": {"row_udf", "featurizer", "ceiling"},
+        "http_32": {f"{name}@{latency}ms" for name in ("row_udf", "featurizer", "ceiling") for latency in (0, 30)},
         "local_224": {"row_udf", "featurizer", "ceiling"},
         "big_224": {"featurizer"},
     }
