@@ -4,8 +4,13 @@ Only the image column crosses into Python. Each Spark task gets one thread pool
 and one :class:`~sparkimg_ml.fetch.Fetcher` (pooled keep-alive connections);
 rows arrive as Arrow batches, every *unique* source of a batch is fetched and
 decoded on the pool with a bounded look-ahead window, and results leave as
-Arrow ``struct<features: array<float>, error: string>`` batches whose size is
-capped in bytes, so memory stays bounded whatever the image size.
+Arrow ``struct<features, error: string>`` batches whose size is capped in bytes,
+so memory stays bounded whatever the image size.
+
+``features`` leaves in ``VectorUDT``'s own storage layout (a dense vector:
+``type=1`` and ``values: list<double>``) when the UDF is an ``arrow_udf``, so the
+JVM takes the column as a ``Vector`` without a per-element conversion; the
+``pandas_udf`` fallback returns ``array<float>`` for ``array_to_vector``.
 
 This module knows Spark's batch shapes but no Params: the stage passes a
 :class:`FeaturizeTask` of plain values.
@@ -14,6 +19,7 @@ This module knows Spark's batch shapes but no Params: the stage passes a
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +40,17 @@ INPUT_KINDS = (SOURCE, BINARY, IMAGE_STRUCT)
 
 #: Fields of ``spark.read.format("image")``'s struct that we read.
 IMAGE_STRUCT_FIELDS = ("height", "width", "nChannels", "mode", "data")
+
+#: How the features leave a batch: as ``VectorUDT`` storage or as ``array<float>``.
+VECTOR, ARRAY = "vector", "array"
+FEATURE_FORMATS = (VECTOR, ARRAY)
+
+#: Arrow layout of ``pyspark.ml.linalg.VectorUDT().sqlType()``.
+VECTOR_STORAGE_TYPE = pa.struct([
+    pa.field("type", pa.int8(), nullable=False), ("size", pa.int32()),
+    ("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float64())),
+])
+_DENSE = 1
 
 #: Upper bound of one output Arrow batch; keeps 224x224 and larger outputs from
 #: materialising a whole 10,000-row input batch at once.
@@ -56,14 +73,41 @@ class FeaturizeTask:
     input_kind: str
     handle_invalid: str
     input_col: str
+    #: :data:`VECTOR` (``arrow_udf``) or :data:`ARRAY` (``pandas_udf`` fallback).
+    features_format: str = VECTOR
 
     def rows_per_output_batch(self) -> int:
-        row_bytes = 4 * self.spec.size
+        row_bytes = (8 if self.features_format == VECTOR else 4) * self.spec.size
         return max(1, min(MAX_OUTPUT_BATCH_ROWS, OUTPUT_BATCH_BYTES // row_bytes))
 
 
-def output_arrow_type(size: int) -> pa.DataType:
-    return pa.struct([("features", pa.list_(pa.float32(), size)), ("error", pa.string())])
+def output_arrow_type(size: int, features_format: str = VECTOR) -> pa.DataType:
+    features = VECTOR_STORAGE_TYPE if features_format == VECTOR else pa.list_(pa.float32(), size)
+    return pa.struct([("features", features), ("error", pa.string())])
+
+
+def _features_array(block: np.ndarray, failed: np.ndarray, features_format: str) -> pa.Array:
+    """One output batch's features: rows of ``block``, null where ``failed``."""
+    rows, size = block.shape
+    mask = pa.array(failed) if failed.any() else None
+    if features_format == ARRAY:
+        return pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), size, mask=mask)
+    # float32 -> float64 is exact: the Vector holds the very values preprocess() returns.
+    offsets = pa.array(np.arange(0, (rows + 1) * size, size, dtype=np.int32))
+    values = pa.ListArray.from_arrays(offsets, pa.array(block.reshape(-1), type=pa.float64()))
+    return pa.StructArray.from_arrays(
+        [pa.array(np.full(rows, _DENSE, np.int8)), pa.nulls(rows, pa.int32()),
+         pa.nulls(rows, pa.list_(pa.int32())), values],
+        fields=list(VECTOR_STORAGE_TYPE), mask=mask,
+    )
+
+
+def dense_vector_values(features: pa.Array) -> List[Optional[List[float]]]:
+    """The values of each row of a ``features`` array in either format (None for null rows)."""
+    if pa.types.is_struct(features.type):
+        valid = features.is_valid().to_pylist()
+        return [v if ok else None for ok, v in zip(valid, features.field("values").to_pylist())]
+    return features.to_pylist()
 
 
 def _decode_slots() -> int:
@@ -164,7 +208,7 @@ def featurize_batches(batches: Iterable[pa.Array], task: FeaturizeTask) -> Itera
     concurrency = task.fetch.concurrency
     fetcher = Fetcher(task.fetch) if kind == SOURCE else None
     processor = _RowProcessor(task, fetcher)
-    arrow_type = output_arrow_type(size)
+    arrow_type = output_arrow_type(size, task.features_format)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sparkimg_ml")
     try:
         for batch in batches:
@@ -213,11 +257,9 @@ def featurize_batches(batches: Iterable[pa.Array], task: FeaturizeTask) -> Itera
                         reasons[row - start] = result.reason
                     else:
                         block[row - start] = result
-                features = pa.FixedSizeListArray.from_arrays(
-                    pa.array(block.reshape(-1)), size, mask=pa.array(failed) if failed.any() else None
-                )
                 yield pa.StructArray.from_arrays(
-                    [features, pa.array(reasons, type=pa.string())], fields=list(arrow_type)
+                    [_features_array(block, failed, task.features_format), pa.array(reasons, type=pa.string())],
+                    fields=list(arrow_type),
                 )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -225,27 +267,46 @@ def featurize_batches(batches: Iterable[pa.Array], task: FeaturizeTask) -> Itera
             fetcher.close()
 
 
-def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None):
-    """The vectorised UDF for ``task``: ``arrow_udf`` when Spark has it, else ``pandas_udf``.
+def _vector_results_supported() -> bool:
+    """Whether ``arrow_udf`` may return ``VectorUDT`` (inside a struct): measured on Spark 4.3."""
+    import pyspark
 
-    Returns a Column function producing ``struct<features: array<float>, error: string>``.
+    major, minor = (int(part) for part in pyspark.__version__.split(".")[:2])
+    return (major, minor) >= (4, 3)
+
+
+def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None) -> Tuple[Any, str]:
+    """The vectorised UDF for ``task`` and the format of its ``features`` field.
+
+    ``arrow_udf`` when Spark has it, returning ``struct<features: vector, error: string>``
+    (``array<float>`` features on Spark 4.1/4.2); else a ``pandas_udf`` returning
+    ``struct<features: array<float>, error: string>``. Array features still need
+    ``array_to_vector``.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+    from pyspark.sql.types import ArrayType, DataType, FloatType, StringType, StructField, StructType
 
-    return_type = StructType([
-        StructField("features", ArrayType(FloatType(), containsNull=False), nullable=True),
-        StructField("error", StringType(), nullable=True),
-    ])
     if use_arrow_udf is None:
         use_arrow_udf = hasattr(F, "arrow_udf")
+    features_format = VECTOR if use_arrow_udf and _vector_results_supported() else ARRAY
+    task = dataclasses.replace(task, features_format=features_format)
+    if features_format == VECTOR:
+        from pyspark.ml.linalg import VectorUDT
+
+        features_type: DataType = VectorUDT()
+    else:
+        features_type = ArrayType(FloatType(), containsNull=False)
+    return_type = StructType([
+        StructField("features", features_type, nullable=True),
+        StructField("error", StringType(), nullable=True),
+    ])
 
     # The closures capture only ``task`` (plain values), never the stage itself.
     if use_arrow_udf:
         def featurize_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
             return featurize_batches(batches, task)
 
-        return F.arrow_udf(featurize_arrow, return_type)  # type: ignore[call-overload]
+        return F.arrow_udf(featurize_arrow, return_type), features_format  # type: ignore[call-overload]
 
     def featurize_pandas(series_batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         def to_arrow(series: Union[pd.Series, pd.DataFrame]) -> pa.Array:
@@ -263,4 +324,4 @@ def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None):
             })
             yield frame
 
-    return F.pandas_udf(featurize_pandas, return_type)  # type: ignore[call-overload]
+    return F.pandas_udf(featurize_pandas, return_type), features_format  # type: ignore[call-overload]

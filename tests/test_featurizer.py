@@ -224,3 +224,41 @@ def test_serving_preprocess_matches_spark_output_bit_for_bit(spark, images):
     np.testing.assert_array_equal(featurizer.preprocess(path), spark_vector)
     np.testing.assert_array_equal(featurizer.preprocess([data, path])[1], spark_vector)
 
+
+
+@pytest.mark.parametrize("columnar_input", ["true", "false"])
+@pytest.mark.parametrize("source", ["parquet", "cached parquet", "binary parquet"])
+def test_columnar_children_parquet_and_cache_give_vectors(spark, images, tmp_path, source, columnar_input):
+    """A Parquet scan or a cached table feeds Arrow UDFs column-wise on Spark 4.3 when
+    ``spark.sql.execution.arrow.pythonUDF.columnarInput.enabled`` is on; that path
+    cannot return a Vector, so the stage must keep its UDF on the row path."""
+    folder = images["dir"]
+    rows = [(0, str(folder / "rgb.png")), (1, None), (2, str(folder / "gray.png")), (3, "/no/such.png")]
+    frame = spark.createDataFrame(rows, "id int, url string")
+    column = "url"
+    if source == "binary parquet":
+        frame = frame.select("id", F.when(F.col("url").isNotNull() & (F.col("id") != 3), F.col("url")).alias("url"))
+        content = {r.id: (None if r.url is None else Path(r.url).read_bytes()) for r in frame.collect()}
+        frame = spark.createDataFrame(sorted(content.items()), "id int, content binary")
+        column = "content"
+    frame.write.parquet(str(tmp_path / "table"))
+    table = spark.read.parquet(str(tmp_path / "table"))
+    if source == "cached parquet":
+        table = table.cache()
+        table.count()
+    previous = spark.conf.get("spark.sql.execution.arrow.pythonUDF.columnarInput.enabled")
+    spark.conf.set("spark.sql.execution.arrow.pythonUDF.columnarInput.enabled", columnar_input)
+    try:
+        out = ImageUrlFeaturizer(inputCol=column, imageSize=SIZE, handleInvalid="keep", errorCol="why") \
+            .transform(table).orderBy("id")
+        collected = out.select("features", "why").collect()
+        vectors = [None if r.features is None else r.features.toArray().astype(np.float32) for r in collected]
+        reasons = [r.why for r in collected]
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.pythonUDF.columnarInput.enabled", previous)
+        table.unpersist()
+    np.testing.assert_array_equal(vectors[0], _expected(images["rgb"]))
+    np.testing.assert_array_equal(vectors[2], _expected(images["gray"]))
+    assert vectors[1] is None and reasons[1].startswith("missing")
+    assert reasons[0] is None and reasons[2] is None
+    assert vectors[3] is None and reasons[3].startswith("not_found" if column == "url" else "missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 
@@ -57,14 +58,14 @@ def test_identical_sources_in_a_batch_are_fetched_once_and_rows_stay_in_order(co
     sources = ["u/10", "u/20", "u/10", "bad/1", "u/10", "u/30", "u/20"]
     result, _ = _run([sources], _task())
     assert counting_fetch.calls == {"u/10": 1, "u/20": 1, "bad/1": 1, "u/30": 1}
-    features = result.field("features").to_pylist()
+    features = _udf.dense_vector_values(result.field("features"))
     firsts = [None if f is None else round(f[0] * 255) for f in features]
     assert firsts == [10, 20, 10, None, 10, 30, 20]
     assert result.field("error").to_pylist() == [None, None, None, "http_404: Not Found", None, None, None]
 
 
 def test_output_batches_are_capped_in_bytes_and_keep_the_row_count(counting_fetch, monkeypatch):
-    monkeypatch.setattr(_udf, "OUTPUT_BATCH_BYTES", 4 * 12 * 3)  # three 2x2x3 rows per output batch
+    monkeypatch.setattr(_udf, "OUTPUT_BATCH_BYTES", 8 * 12 * 3)  # three 2x2x3 rows of doubles per output batch
     sources = [f"u/{i}" for i in range(10)]
     result, batches = _run([sources[:4], sources[4:]], _task())
     assert [len(b) for b in batches] == [3, 1, 3, 3]
@@ -87,11 +88,25 @@ def test_binary_rows_decode_directly_and_empty_bytes_are_missing():
     assert errors[0] is None and errors[1].startswith("missing") and errors[2].startswith("missing")
     assert errors[3].startswith("decode")
     np.testing.assert_array_equal(
-        np.asarray(result.field("features")[0].as_py(), np.float32), preprocess_bytes(_png(40), task.spec))
+        np.asarray(_udf.dense_vector_values(result.field("features"))[0], np.float32),
+        preprocess_bytes(_png(40), task.spec))
 
 
 def test_rows_per_output_batch_shrinks_for_large_images():
     small = _task(size=(32, 32)).rows_per_output_batch()
     large = _task(size=(1024, 1024)).rows_per_output_batch()
-    assert small == min(_udf.MAX_OUTPUT_BATCH_ROWS, _udf.OUTPUT_BATCH_BYTES // (4 * 3072))
+    assert small == min(_udf.MAX_OUTPUT_BATCH_ROWS, _udf.OUTPUT_BATCH_BYTES // (8 * 3072))
     assert 1 <= large < small
+
+
+@pytest.mark.parametrize("features_format", _udf.FEATURE_FORMATS)
+def test_both_feature_formats_carry_the_same_values_and_nulls(counting_fetch, features_format):
+    task = dataclasses.replace(_task(), features_format=features_format)
+    result, _ = _run([["u/10", "bad/1", "u/30"]], task)
+    features = result.field("features")
+    assert features.type == _udf.output_arrow_type(12, features_format).field("features").type
+    assert features.is_null().to_pylist() == [False, True, False]
+    values = _udf.dense_vector_values(features)
+    np.testing.assert_array_equal(np.asarray(values[2], np.float32), preprocess_bytes(_png(30), task.spec))
+    if features_format == _udf.VECTOR:  # VectorUDT storage of a dense vector
+        assert features.field("type").to_pylist()[0] == 1 and features.field("indices").null_count == 3
