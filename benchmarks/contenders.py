@@ -5,8 +5,9 @@
   ``Vectors.dense(pixels / 255)`` as a plain ``F.udf(..., VectorUDT())``.
 * :func:`featurizer` - :class:`sparkimg_ml.ImageUrlFeaturizer` on the same column.
 * :func:`ceiling` - no Spark: a Pillow thread pool doing the same fetch, decode
-  (with ``Image.draft`` reduced-size JPEG decoding) and resize into one numpy
-  matrix. Nothing that runs through Spark can beat it by much.
+  (with ``Image.draft`` reduced-size JPEG decoding, and libspng for plain PNGs
+  when the featurizer has it too) and resize into one numpy matrix. Nothing
+  that runs through Spark can beat it by much.
 * :func:`pass_through` - the floor: the same Spark job with the image column
   copied instead of featurized (scan, project, sink).
 
@@ -30,6 +31,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparkimg_ml import ImageUrlFeaturizer
+from sparkimg_ml import _png
 
 #: ``Image.draft`` is asked for at least this many decoded pixels per output pixel along
 #: each axis, the same quality margin the featurizer's reduced decoding keeps, so the
@@ -132,11 +134,14 @@ class Ceiling:
            [0., 1., 0.]], dtype=float32)
     """
 
-    def __init__(self, height: int, width: int, threads: int = CEILING_THREADS, reduced: bool = True) -> None:
+    def __init__(self, height: int, width: int, threads: int = CEILING_THREADS, reduced: bool = True,
+                 fast_png: bool | None = None) -> None:
         self.height = height
         self.width = width
         self.threads = threads
         self.reduced = reduced
+        #: Decode plain PNGs with libspng, as the featurizer does when ``pyspng`` is installed.
+        self.fast_png = _png.available() if fast_png is None else fast_png
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -160,7 +165,9 @@ class Ceiling:
         scale = np.float32(1.0 / 255.0)
 
         def one(index: int) -> None:
-            with Image.open(io.BytesIO(self._fetch(sources[index]))) as image:
+            data = self._fetch(sources[index])
+            plain_png = _png.decode_plain_png(data, max_pixels=2**40) if self.fast_png else None
+            with plain_png or Image.open(io.BytesIO(data)) as image:
                 if self.reduced and image.format == "JPEG":
                     image.draft("RGB", draft_size(self.height, self.width))
                 pixels = image.convert("RGB").resize((self.width, self.height), Image.Resampling.BICUBIC)

@@ -214,8 +214,15 @@ def machine() -> dict[str, Any]:
         "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
         "os": platform.platform(), "python": platform.python_version(), "pyspark": pyspark.__version__,
         "pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"),
-        "numpy": np.__version__, "java": _java_version(),
+        "numpy": np.__version__, "java": _java_version(), "pyspng": _pyspng_version(),
     }
+
+
+def _pyspng_version() -> str | None:
+    """pyspng's version (libspng PNG decoding, the ``[fast]`` extra), or None when absent."""
+    from sparkimg_ml import _png
+
+    return _png.pyspng.__version__ if _png.available() else None
 
 
 def _java_version() -> str:
@@ -328,7 +335,7 @@ class Bench:
 
         notes: dict[str, dict[str, Any]] = {
             FEATURIZER: {"params": c.stage_params(stage), "reduced_decode": reduced},
-            CEILING: {"threads": c.CEILING_THREADS, "draft_margin": c.DRAFT_MARGIN},
+            CEILING: {"threads": c.CEILING_THREADS, "draft_margin": c.DRAFT_MARGIN, "libspng_png": c._png.available()},
             ROW_UDF: {"useArrow": self.args.row_udf_arrow,
                       "spark_default": _conf_value(self.spark, "spark.sql.execution.pythonUDF.arrow.enabled")},
             FLOOR: {},
@@ -529,7 +536,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}; Python {m['python']}, "
         f"pyspark {m['pyspark']}, {m['java']}, Pillow {m['pillow']} (libjpeg-turbo {m['libjpeg_turbo']}), "
-        f"numpy {m['numpy']}. Load average (1 min) {report['load_average_1m']['start']:.1f} at start, "
+        f"pyspng {m.get('pyspng') or 'not installed'}, numpy {m['numpy']}. Load average (1 min) {report['load_average_1m']['start']:.1f} at start, "
         f"{report['load_average_1m']['end']:.1f} at end."),
         f"Command: `{report['command']}` ({report['duration_s'] / 60:.1f} min). Spark: "
         + ", ".join(f"{k}={v}" for k, v in report["spark_conf"].items()) + ".",

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from . import _png
 from .errors import SourceError
 
 # Registering every plugin up front keeps ``Image.open`` from importing plugins
@@ -639,6 +640,9 @@ def preprocess_bytes(data: bytes | bytearray | memoryview, spec: ImageSpec,
     ...
     sparkimg_ml.errors.SourceError: decode: the bytes are an HTML document, not an image
     """
+    plain_png = _png.decode_plain_png(data, spec.max_pixels)
+    if plain_png is not None:  # the same pixels Pillow would decode, sooner
+        return _render(plain_png, 1, spec, out)
     with _open(data, spec) as image:
         return preprocess_pil(image, spec, out)
 
