@@ -219,10 +219,12 @@ def machine() -> dict[str, Any]:
 
 
 def _pyspng_version() -> str | None:
-    """pyspng's version (libspng PNG decoding, the ``[fast]`` extra), or None when absent."""
+    """pyspng's version (it carries libspng for PNG decoding: the ``[fast]`` extra), or None when absent."""
+    from importlib import metadata
+
     from sparkimg_ml import _png
 
-    return _png.pyspng.__version__ if _png.available() else None
+    return metadata.version("pyspng") if _png.available() else None
 
 
 def _java_version() -> str:

@@ -1,13 +1,17 @@
 """Faster decoding of plain 8-bit PNGs through libspng, pixel-identical to Pillow's.
 
-PNG is lossless, so any correct decoder gives the same pixels; libspng (through
-the optional ``pyspng`` package, the ``[fast]`` extra) does it in about 60 % of
-Pillow's time. It is used only for PNGs whose every pixel-relevant feature
-Pillow and libspng treat alike: 8-bit gray, RGB or RGBA, not
-interlaced, with no transparency key (``tRNS``), no EXIF orientation, no
-animation, and intact chunk checksums. Anything else, any libspng failure, and
-any image beyond Pillow's own decompression-bomb limit goes to Pillow as
-before, so errors and results do not depend on whether ``pyspng`` is installed.
+PNG is lossless, so any correct decoder gives the same pixels; libspng decodes
+in about 60 % of Pillow's time. It comes with the optional ``pyspng`` wheel
+(the ``[fast]`` extra), whose extension module exports libspng's C API; we call
+that API through :mod:`ctypes`, which releases the GIL while a PNG decodes (the
+``pyspng.load`` binding holds it, which would stall the fetch threads of a task).
+
+libspng is used only for PNGs whose every pixel-relevant feature Pillow and
+libspng treat alike: 8-bit gray, RGB or RGBA, not interlaced, with no
+transparency key (``tRNS``), no EXIF, no animation, and intact chunk checksums.
+Anything else, any libspng failure, and any image beyond Pillow's own
+decompression-bomb limit goes to Pillow as before, so errors and results do not
+depend on whether ``pyspng`` is installed.
 
 Examples
 --------
@@ -23,20 +27,18 @@ True
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import struct
 import zlib
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 from PIL import Image
 
-try:  # optional accelerator: pip install "sparkimg_ml[fast]"
-    import pyspng
-except ImportError:  # pragma: no cover - exercised where pyspng is absent
-    pyspng = None
-
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: PNG colour type -> Pillow mode, for 8-bit samples (libspng cannot output 8-bit gray+alpha).
+#: PNG colour type -> Pillow mode, for 8-bit samples.
 _MODES = {0: "L", 2: "RGB", 6: "RGBA"}
 #: Chunks that change what Pillow returns beyond the plain pixels.
 _PILLOW_SPECIFIC = {b"tRNS", b"eXIf", b"acTL"}
@@ -44,10 +46,45 @@ _TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
 #: Pillow also reads EXIF from this text keyword (ImageMagick's way of storing it in PNG).
 _EXIF_TEXT_KEYWORD = b"Raw profile type exif"
 
+#: libspng's ``SPNG_FMT_PNG``: the PNG's own sample layout (for the modes above, Pillow's too).
+_SPNG_FMT_PNG = 256
+#: libspng's ``SPNG_CRC_USE``: do not verify chunk checksums. Pillow does not verify IDAT's
+#: either, and :func:`plain_png_mode` has already verified every other chunk's.
+_SPNG_CRC_USE = 2
+#: Largest ancillary chunk / total chunk cache libspng may hold (as pyspng sets it).
+_CHUNK_LIMIT = 64 * 1024 * 1024
+
+
+def _load_libspng() -> Optional[Any]:
+    """libspng's C API from the ``pyspng`` wheel's extension module, or None."""
+    spec = importlib.util.find_spec("pyspng")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for path in Path(next(iter(spec.submodule_search_locations))).glob("_pyspng_c*"):
+        try:
+            lib = ctypes.CDLL(str(path))  # CDLL: the GIL is released during every call
+            lib.spng_ctx_new.restype = ctypes.c_void_p
+            lib.spng_ctx_new.argtypes = [ctypes.c_int]
+            lib.spng_ctx_free.restype = None
+            lib.spng_ctx_free.argtypes = [ctypes.c_void_p]
+            lib.spng_set_png_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+            lib.spng_set_crc_action.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+            lib.spng_set_chunk_limits.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+            lib.spng_decoded_image_size.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t)]
+            lib.spng_decode_image.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                              ctypes.c_int]
+        except (OSError, AttributeError):
+            continue
+        return lib
+    return None
+
+
+_LIBSPNG = _load_libspng()
+
 
 def available() -> bool:
-    """Whether the libspng decoder is installed."""
-    return pyspng is not None
+    """Whether libspng is installed (``pip install 'sparkimg_ml[fast]'``)."""
+    return _LIBSPNG is not None
 
 
 def plain_png_mode(data: bytes | bytearray | memoryview) -> Optional[str]:
@@ -74,7 +111,7 @@ def plain_png_mode(data: bytes | bytearray | memoryview) -> Optional[str]:
                 == _EXIF_TEXT_KEYWORD:
             return None
         if kind != b"IDAT":
-            # Pillow refuses a damaged ancillary chunk where libspng would not look.
+            # Pillow refuses a damaged ancillary chunk where libspng might not look.
             expected = struct.unpack(">I", view[end - 4:end])[0]
             if zlib.crc32(view[position + 4:end - 4]) != expected:
                 return None
@@ -84,12 +121,34 @@ def plain_png_mode(data: bytes | bytearray | memoryview) -> Optional[str]:
     return None
 
 
+def _decode(data: bytes, size: int) -> Optional[np.ndarray]:
+    """libspng's decode of ``data`` into ``size`` bytes, or None when it refuses the file."""
+    lib: Any = _LIBSPNG
+    ctx = lib.spng_ctx_new(0)
+    if not ctx:
+        return None
+    try:
+        decoded_size = ctypes.c_size_t()
+        if (lib.spng_set_crc_action(ctx, _SPNG_CRC_USE, _SPNG_CRC_USE)
+                or lib.spng_set_chunk_limits(ctx, _CHUNK_LIMIT, _CHUNK_LIMIT)
+                or lib.spng_set_png_buffer(ctx, data, len(data))
+                or lib.spng_decoded_image_size(ctx, _SPNG_FMT_PNG, ctypes.byref(decoded_size))
+                or decoded_size.value != size):
+            return None
+        pixels = np.empty(size, dtype=np.uint8)
+        if lib.spng_decode_image(ctx, pixels.ctypes.data, size, _SPNG_FMT_PNG, 0):
+            return None
+        return pixels
+    finally:
+        lib.spng_ctx_free(ctx)
+
+
 def decode_plain_png(data: bytes | bytearray | memoryview, max_pixels: int) -> Optional[Image.Image]:
     """The decoded image for a plain PNG within ``max_pixels`` (and Pillow's bomb limit), else None.
 
-    None means "use Pillow": not a plain PNG, too large, libspng missing or failing.
+    None means "use Pillow": not a plain PNG, too large, libspng missing or refusing the file.
     """
-    if pyspng is None:
+    if _LIBSPNG is None:
         return None
     mode = plain_png_mode(data)
     if mode is None:
@@ -98,11 +157,7 @@ def decode_plain_png(data: bytes | bytearray | memoryview, max_pixels: int) -> O
     bomb_limit = Image.MAX_IMAGE_PIXELS
     if width * height > max_pixels or (bomb_limit and width * height > bomb_limit):
         return None  # Pillow raises the same too_many_pixels as for any other format
-    try:
-        pixels = pyspng.load(bytes(data))
-    except (RuntimeError, ValueError):
+    pixels = _decode(data if isinstance(data, bytes) else bytes(data), width * height * len(mode))
+    if pixels is None:
         return None
-    if pixels.dtype != np.uint8 or pixels.shape[:2] != (height, width):
-        return None
-    pixels = np.ascontiguousarray(pixels)
     return Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)

@@ -262,3 +262,16 @@ def test_columnar_children_parquet_and_cache_give_vectors(spark, images, tmp_pat
     assert vectors[1] is None and reasons[1].startswith("missing")
     assert reasons[0] is None and reasons[2] is None
     assert vectors[3] is None and reasons[3].startswith("not_found" if column == "url" else "missing")
+
+
+def test_filters_after_the_stage_still_prune_partitions_before_any_image_is_read(spark, images, tmp_path):
+    folder = images["dir"]
+    frame = spark.createDataFrame(
+        [(day, str(folder / "rgb.png")) for day in (1, 2, 3)], "day int, url string")
+    frame.write.partitionBy("day").parquet(str(tmp_path / "by_day"))
+    table = spark.read.parquet(str(tmp_path / "by_day"))
+    out = ImageUrlFeaturizer(inputCol="url", imageSize=SIZE).transform(table).where("day = 2")
+    scan = [line for line in out._jdf.queryExecution().executedPlan().toString().splitlines()
+            if "FileScan parquet" in line]
+    assert len(scan) == 1 and "PartitionFilters: [isnotnull(day" in scan[0] and "(day#" in scan[0]
+    assert [row.day for row in out.select("day").collect()] == [2]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import io
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -71,7 +73,7 @@ SPECS = [
 
 def _without_fast_path(monkeypatch, data: bytes, spec: ImageSpec):
     with monkeypatch.context() as patch:
-        patch.setattr(_png, "pyspng", None)
+        patch.setattr(_png, "_LIBSPNG", None)
         return _outcome(data, spec)
 
 
@@ -104,6 +106,19 @@ def test_plain_pngs_are_decoded_by_libspng_to_pillows_pixels():
         fast = _png.decode_plain_png(data, max_pixels=10**9)
         assert fast is not None and fast.mode == mode
         np.testing.assert_array_equal(np.asarray(fast), np.asarray(Image.open(io.BytesIO(data))))
+
+
+@pytest.mark.skipif(not _png.available(), reason="pyspng (the [fast] extra) is not installed")
+def test_libspng_runs_without_the_gil_and_threads_decode_independently():
+    # ctypes.CDLL (unlike PyDLL) releases the GIL for each call, so a task's fetch
+    # threads keep running while one of them decodes a PNG.
+    assert isinstance(_png._LIBSPNG, ctypes.CDLL) and not isinstance(_png._LIBSPNG, ctypes.PyDLL)
+    images = [_noise(mode, size=(64 + i, 48)) for i in range(4) for mode in ("L", "RGB", "RGBA")]
+    encoded = [_png_bytes(image) for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        decoded = list(pool.map(lambda data: _png.decode_plain_png(data, 10**9), encoded * 3))
+    for image, fast in zip(images * 3, decoded):
+        np.testing.assert_array_equal(np.asarray(fast), np.asarray(image))
 
 
 @pytest.mark.skipif(not _png.available(), reason="pyspng (the [fast] extra) is not installed")
