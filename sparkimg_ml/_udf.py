@@ -102,14 +102,6 @@ def _features_array(block: np.ndarray, failed: np.ndarray, features_format: str)
     )
 
 
-def dense_vector_values(features: pa.Array) -> List[Optional[List[float]]]:
-    """The values of each row of a ``features`` array in either format (None for null rows)."""
-    if pa.types.is_struct(features.type):
-        valid = features.is_valid().to_pylist()
-        return [v if ok else None for ok, v in zip(valid, features.field("values").to_pylist())]
-    return features.to_pylist()
-
-
 def _decode_slots() -> int:
     # Decoding is CPU bound and holds a full-size image in memory: cap it near the
     # core count while the (I/O bound) fetches use every pool thread.

@@ -49,6 +49,14 @@ def _task(handle_invalid: str = "keep", size=(2, 2)) -> _udf.FeaturizeTask:
     return _udf.FeaturizeTask(ImageSpec(*size), FetchOptions(), _udf.SOURCE, handle_invalid, "url")
 
 
+def _values(features: pa.Array) -> list:
+    """Each row's values, from either features format (None for null rows)."""
+    if pa.types.is_struct(features.type):  # VectorUDT storage: the dense values are in "values"
+        valid = features.is_valid().to_pylist()
+        return [v if ok else None for ok, v in zip(valid, features.field("values").to_pylist())]
+    return features.to_pylist()
+
+
 def _run(batches, task):
     out = list(_udf.featurize_batches([pa.array(b, pa.string()) for b in batches], task))
     return pa.concat_arrays(out) if out else None, out
@@ -58,7 +66,7 @@ def test_identical_sources_in_a_batch_are_fetched_once_and_rows_stay_in_order(co
     sources = ["u/10", "u/20", "u/10", "bad/1", "u/10", "u/30", "u/20"]
     result, _ = _run([sources], _task())
     assert counting_fetch.calls == {"u/10": 1, "u/20": 1, "bad/1": 1, "u/30": 1}
-    features = _udf.dense_vector_values(result.field("features"))
+    features = _values(result.field("features"))
     firsts = [None if f is None else round(f[0] * 255) for f in features]
     assert firsts == [10, 20, 10, None, 10, 30, 20]
     assert result.field("error").to_pylist() == [None, None, None, "http_404: Not Found", None, None, None]
@@ -88,7 +96,7 @@ def test_binary_rows_decode_directly_and_empty_bytes_are_missing():
     assert errors[0] is None and errors[1].startswith("missing") and errors[2].startswith("missing")
     assert errors[3].startswith("decode")
     np.testing.assert_array_equal(
-        np.asarray(_udf.dense_vector_values(result.field("features"))[0], np.float32),
+        np.asarray(_values(result.field("features"))[0], np.float32),
         preprocess_bytes(_png(40), task.spec))
 
 
@@ -106,7 +114,7 @@ def test_both_feature_formats_carry_the_same_values_and_nulls(counting_fetch, fe
     features = result.field("features")
     assert features.type == _udf.output_arrow_type(12, features_format).field("features").type
     assert features.is_null().to_pylist() == [False, True, False]
-    values = _udf.dense_vector_values(features)
+    values = _values(features)
     np.testing.assert_array_equal(np.asarray(values[2], np.float32), preprocess_bytes(_png(30), task.spec))
     if features_format == _udf.VECTOR:  # VectorUDT storage of a dense vector
         assert features.field("type").to_pylist()[0] == 1 and features.field("indices").null_count == 3
