@@ -844,14 +844,9 @@ class Fetcher:
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
         try:
             fd = os.open(path, flags)
-        except (FileNotFoundError, NotADirectoryError):
-            raise SourceError("not_found", path) from None
-        except IsADirectoryError:
-            raise SourceError("not_a_file", f"{path} is a directory") from None
-        except PermissionError:
-            raise SourceError("permission_denied", path) from None
         except OSError as exc:
-            raise SourceError("io_error", f"{path}: {os.strerror(exc.errno or 0)}") from None
+            raise _file_error(path, exc) or SourceError("io_error", f"{path}: {os.strerror(exc.errno or 0)}") \
+                from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -950,14 +945,9 @@ class Fetcher:
                         raise SourceError("too_large", f"more than maxBytes {limit}")
                     parts.append(chunk)
                 raise SourceError("timeout", "storage read abandoned at the deadline")
-        except FileNotFoundError:
-            raise SourceError("not_found", path) from None
-        except IsADirectoryError:
-            raise SourceError("not_a_file", f"{path} is a directory") from None
-        except PermissionError:
-            raise SourceError("permission_denied", path) from None
         except OSError as exc:
-            raise SourceError("storage", f"{type(exc).__name__}: {_connection_detail(exc)}") from None
+            raise _file_error(path, exc) or SourceError(
+                "storage", f"{type(exc).__name__}: {_connection_detail(exc)}") from None
         except ValueError:  # back-ends refuse paths that name no object (s3fs: a bare bucket)
             raise SourceError("invalid_source", f"{path} is not an object path") from None
 
@@ -1019,6 +1009,17 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _file_error(path: str, exc: OSError) -> SourceError | None:
+    """The reason for a missing, directory or forbidden path (local or storage), else None."""
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return SourceError("not_found", path)
+    if isinstance(exc, IsADirectoryError):
+        return SourceError("not_a_file", f"{path} is a directory")
+    if isinstance(exc, PermissionError):
+        return SourceError("permission_denied", path)
+    return None
 
 
 def _file_kind(mode: int) -> str:
