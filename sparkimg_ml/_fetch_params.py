@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param import Param, Params
 
 from . import _converters as conv
 from .fetch import (
@@ -150,7 +150,7 @@ class HasFetchParams(Params):
     allowLocalFiles: Param[bool] = Param(
         Params._dummy(), "allowLocalFiles",
         "whether local paths and file:// URIs may be read.",
-        typeConverter=TypeConverters.toBoolean,
+        typeConverter=conv.boolean("allowLocalFiles"),
     )
     maxConnectionsPerHost: Param[int] = Param(
         Params._dummy(), "maxConnectionsPerHost",
@@ -185,7 +185,7 @@ class HasFetchParams(Params):
         Params._dummy(), "blockPrivateNetworks",
         "also refuse private (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) and loopback "
         "addresses. Link-local and cloud-metadata addresses are always refused.",
-        typeConverter=TypeConverters.toBoolean,
+        typeConverter=conv.boolean("blockPrivateNetworks"),
     )
     allowedHosts: Param[list[str]] = Param(
         Params._dummy(), "allowedHosts",

@@ -172,6 +172,8 @@ def test_pandas_udf_fallback_gives_the_same_vectors(spark, images, monkeypatch):
         ({"imageSize": [32]}, ValueError, "imageSize"),
         ({"imageSize": "32x32"}, TypeError, "imageSize"),
         ({"colorMode": "XYZ"}, ValueError, "colorMode"),
+        ({"allowLocalFiles": "yes"}, TypeError, "allowLocalFiles"),
+        ({"blockPrivateNetworks": 1}, TypeError, "blockPrivateNetworks"),
         ({"handleInvalid": "drop"}, ValueError, "'error', 'skip', 'keep'"),
         ({"scale": -1.0}, ValueError, "scale"),
         ({"concurrency": 0}, ValueError, "concurrency"),
