@@ -43,6 +43,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from . import _png
 from .errors import SourceError
+from .tensors import normalisation
 
 # Registering every plugin up front keeps ``Image.open`` from importing plugins
 # lazily (which mutates Pillow's registry) while several threads decode.
@@ -492,12 +493,7 @@ def _fill_values(spec: ImageSpec) -> np.ndarray:
 
 def _coefficients(spec: ImageSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-channel ``a, b`` with ``value = pixel * a + b`` (``b`` None when zero)."""
-    std = np.asarray(spec.std, dtype=np.float64)
-    mean = np.asarray(spec.mean, dtype=np.float64)
-    gain = (spec.scale / std).astype(np.float32)
-    if not mean.any():
-        return gain, None
-    return gain, (-mean / std).astype(np.float32)
+    return normalisation(spec.scale, spec.mean, spec.std)
 
 
 def _output_buffer(spec: ImageSpec, out: np.ndarray | None) -> np.ndarray:
