@@ -18,10 +18,11 @@ java-check:
 	  echo "ERROR: $$java is version $${v:-unknown}; Spark 4 needs Java 17 or newer."; \
 	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; fi
 
+# torch is pinned to the CPU build on the package index: an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast]"
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,torch]" "torch==2.13.0"
 	@touch $(STAMP)
 
 demo: java-check $(STAMP)

@@ -1,0 +1,482 @@
+"""Tensor columns to deep-learning training data: Parquet files and a PyTorch dataset over them.
+
+``write_tensors`` (Spark side) writes a tensor column -- a ``Vector``, a flat or
+nested ``array<float>`` or a ``uint8`` ``binary`` column, as written by
+``ImageUrlFeaturizer`` and ``TensorReshaper`` -- plus an optional label to
+Parquet: one ``tensor`` column of fixed-size flat values (``array<float>``, or
+``binary`` with one byte per value for ``uint8`` tensors) and one ``label``
+column. The column's ``tensor`` metadata (shape, layout, channel order, dtype,
+scale/mean/std) is stored in the Parquet footer, inside the Spark schema that
+Spark keeps there, so the files describe themselves. Rows with a null tensor
+(failed images) or a null label are dropped and counted.
+
+``TensorDataset`` (training side, needs the ``torch`` extra) streams those files
+with pyarrow, one row group at a time, and yields ``(x, y)`` batches: ``x`` is a
+float32 ``[batch, *shape]`` tensor, normalised with
+:meth:`sparkimg_ml.tensors.TensorInfo.to_float32` (so ``uint8`` files give the
+same numbers as the featurizer's float output), ``y`` the labels. Rows are
+split across distributed ranks and DataLoader workers so that every row is seen
+exactly once per epoch. :class:`TensorFiles` is the same reader without torch,
+yielding numpy arrays.
+
+Examples
+--------
+On the Spark driver::
+
+    summary = write_tensors(features, "/shared/digits", "pixels", label_col="label", mode="overwrite")
+    summary.rows, summary.null_tensors          # (1797, 0)
+
+In each training process::
+
+    data = TensorDataset("/shared/digits", batch_size=64, shuffle_buffer=4096, seed=0)
+    for x, y in torch.utils.data.DataLoader(data, batch_size=None, num_workers=2):
+        ...                                     # x: float32 [64, *shape], y: int64 [64]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .tensors import TENSOR_KEY, TensorInfo
+
+if TYPE_CHECKING:
+    import pyarrow
+    from pyspark.sql import Column, DataFrame
+
+    from ._torch_dataset import TensorDataset
+
+#: Column names inside the written files.
+TENSOR_COLUMN = "tensor"
+LABEL_COLUMN = "label"
+#: Metadata key (next to ``tensor``) describing the file format.
+FORMAT_KEY = "sparkimg_ml"
+FORMAT_VERSION = 1
+#: Key of the footer entry where Spark stores its schema, column metadata included.
+SPARK_SCHEMA_KEY = b"org.apache.spark.sql.parquet.row.metadata"
+#: Default Parquet row group size: small enough for a reader to hold a few in memory,
+#: large enough that row groups are read in long sequential runs.
+DEFAULT_ROW_GROUP_BYTES = 16 * 1024 * 1024
+WRITE_MODES = ("error", "errorifexists", "overwrite", "append")
+
+
+@dataclass(frozen=True)
+class TensorWriteSummary:
+    """What :func:`write_tensors` wrote: rows kept, and rows dropped by cause.
+
+    ``null_tensors`` and ``null_labels`` may overlap (a row with both null is
+    counted in each); ``dropped`` counts each dropped row once.
+    """
+
+    path: str
+    rows: int
+    dropped: int
+    null_tensors: int
+    null_labels: int
+
+
+def write_tensors(df: "DataFrame", path: str, tensor_col: str, label_col: Optional[str] = None,
+                  mode: str = "error", *, row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES) -> TensorWriteSummary:
+    """Write a tensor column (and a label) to Parquet for :class:`TensorDataset`; return the counts.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any DataFrame; only ``tensor_col`` and ``label_col`` are written (other
+        columns are not computed unless Spark needs them).
+    path : str
+        Output directory, as for ``DataFrameWriter.parquet`` (local, ``s3a://``, ...).
+        Training processes read it with pyarrow, so they must see the same storage.
+    tensor_col : str
+        A column with ``tensor`` metadata (``ImageUrlFeaturizer``, ``TensorReshaper``):
+        a ``Vector``, a flat or nested float array, or a ``uint8`` ``binary`` column.
+        Float tensors are written as ``array<float>``, ``uint8`` tensors as ``binary``.
+    label_col : str, optional
+        A numeric column: integers are written as ``long``, fractions as ``float``.
+    mode : str
+        ``"error"`` (default; fails if ``path`` exists), ``"overwrite"`` or ``"append"``
+        (appended rows must have the same tensor metadata).
+    row_group_bytes : int
+        Target Parquet row group size; the dataset reads one row group at a time.
+
+    Returns
+    -------
+    TensorWriteSummary
+        Rows written and rows dropped for a null tensor or label, counted in the
+        same pass as the write (the input is computed once).
+
+    Raises
+    ------
+    ValueError
+        For a missing column, a column without tensor metadata, an unknown ``mode``,
+        or (failing the Spark job) a row whose number of values differs from the shape.
+    TypeError
+        For a column type that holds no tensor, or a non-numeric label.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pyspark.sql import SparkSession
+    >>> spark = SparkSession.builder.getOrCreate()
+    >>> meta = {"tensor": {"shape": [2, 2, 1], "layout": "HWC", "dtype": "float32", "scale": 1 / 255}}
+    >>> df = spark.createDataFrame([([0.0, 0.1, 0.2, 0.3], 1), (None, 0)],
+    ...                            "pixels array<float>, label int").withMetadata("pixels", meta)
+    >>> summary = write_tensors(df, tempfile.mkdtemp() + "/t", "pixels", label_col="label")
+    >>> summary.rows, summary.null_tensors
+    (1, 1)
+    """
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    if mode not in WRITE_MODES:
+        raise ValueError(f"write_tensors: mode must be one of {', '.join(map(repr, WRITE_MODES))}; got {mode!r}.")
+    if not isinstance(row_group_bytes, int) or row_group_bytes < 1024:
+        raise ValueError(f"write_tensors: row_group_bytes must be an int of at least 1024; got {row_group_bytes!r}.")
+    field = _field(df, tensor_col, "tensor_col")
+    try:
+        info = TensorInfo.from_metadata(field.metadata)
+    except ValueError as error:
+        raise ValueError(f"write_tensors: tensor column {tensor_col!r}: {error} Set it with "
+                         f"df.withMetadata({tensor_col!r}, {{'tensor': {{'shape': [...], ...}}}}).") from error
+    tensor, stored_dtype = _flat_tensor_column(F.col(tensor_col), field.dataType, info, tensor_col)
+
+    tensor_metadata = dict(field.metadata[TENSOR_KEY])
+    tensor_metadata["dtype"] = stored_dtype
+    file_format: Dict[str, Any] = {"version": FORMAT_VERSION, "label": None}
+    columns = [tensor]
+    null_label = F.lit(False)
+    if label_col is not None:
+        label_field = _field(df, label_col, "label_col")
+        label, label_dtype = _label_column(F.col(label_col), label_field.dataType, label_col)
+        file_format["label"] = {"dtype": label_dtype, "source": label_col}
+        columns.append(label.alias(LABEL_COLUMN))
+        null_label = F.col(LABEL_COLUMN).isNull()
+    metadata = {TENSOR_KEY: tensor_metadata, FORMAT_KEY: file_format}
+    selected = df.select(columns[0].alias(TENSOR_COLUMN, metadata=metadata), *columns[1:])
+
+    null_tensor = F.col(TENSOR_COLUMN).isNull()
+    counts = Observation("sparkimg_ml.write_tensors")
+    observed = selected.observe(
+        counts,
+        F.count(F.lit(1)).alias("total"),
+        F.count(F.when(null_tensor, True)).alias("null_tensors"),
+        F.count(F.when(null_label, True)).alias("null_labels"),
+        F.count(F.when(null_tensor | null_label, True)).alias("dropped"),
+    )
+    kept = observed.where(~null_tensor & ~null_label)
+    # Parquet measures a row group only every 100+ rows, which for image rows can be far past the
+    # target: cap the rows per group from the row size too (Parquet >= 1.13 reads this option).
+    rows_per_group = max(1, row_group_bytes // (info.size * (1 if stored_dtype == "uint8" else 4)))
+    (kept.write.mode(mode).option("parquet.block.size", row_group_bytes)
+     .option("parquet.block.row.count.limit", rows_per_group).parquet(path))
+    metrics = counts.get
+    return TensorWriteSummary(
+        path=path, rows=int(metrics["total"]) - int(metrics["dropped"]), dropped=int(metrics["dropped"]),
+        null_tensors=int(metrics["null_tensors"]), null_labels=int(metrics["null_labels"]),
+    )
+
+
+def _field(df: "DataFrame", name: str, argument: str) -> Any:
+    if name not in df.columns:
+        shown = ", ".join(df.columns[:20]) + (" ..." if len(df.columns) > 20 else "")
+        raise ValueError(f"write_tensors: {argument}={name!r} is not a column. Available columns: {shown}.")
+    return df.schema[name]
+
+
+def _flat_tensor_column(column: "Column", data_type: Any, info: TensorInfo, name: str) -> Tuple["Column", str]:
+    """The column as flat values checked against the shape, and the dtype it is stored with."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
+
+    found = data_type.simpleString()
+    if isinstance(data_type, BinaryType):
+        if info.dtype != "uint8":
+            raise TypeError(f"write_tensors: tensor column {name!r} is binary but its metadata says dtype "
+                            f"{info.dtype!r}; binary tensor columns hold uint8 values (outputFormat='uint8').")
+        return _checked(column, F.length(column), info, name), "uint8"
+    if info.dtype == "uint8":
+        raise TypeError(f"write_tensors: tensor column {name!r} has type {found} but its metadata says dtype "
+                        "'uint8', which is stored as binary (one byte per value).")
+    if isinstance(data_type, VectorUDT):
+        flat = F.when(column.isNotNull(), vector_to_array(column, dtype="float32"))  # it fails on null
+        return _checked(flat, F.size(flat), info, name), "float32"
+    depth, element = 0, data_type
+    while isinstance(element, ArrayType):
+        depth, element = depth + 1, element.elementType
+    if depth == 0 or not isinstance(element, (FloatType, DoubleType)):
+        raise TypeError(f"write_tensors: tensor column {name!r} has type {found}; expected a Vector, a flat or "
+                        "nested array of float/double, or binary (uint8 tensors).")
+    if depth not in (1, len(info.shape)):
+        raise ValueError(f"write_tensors: tensor column {name!r} is nested {depth} deep but its metadata shape "
+                         f"{list(info.shape)} has {len(info.shape)} dimensions.")
+    flat = column
+    for _ in range(depth - 1):
+        flat = F.flatten(flat)
+    flat = flat.cast("array<float>")
+    return _checked(flat, F.size(flat), info, name), "float32"
+
+
+def _checked(values: "Column", size: "Column", info: TensorInfo, name: str) -> "Column":
+    """``values``, failing the job for a non-null row whose size is not the shape's."""
+    from pyspark.sql import functions as F
+
+    message = F.concat(
+        F.lit(f"write_tensors: a row of tensor column {name!r} has "), size.cast("string"),
+        F.lit(f" values; its metadata shape {list(info.shape)} needs {info.size}."),
+    )
+    return F.when(values.isNotNull() & (size != info.size), F.raise_error(message)).otherwise(values)
+
+
+def _label_column(column: "Column", data_type: Any, name: str) -> Tuple["Column", str]:
+    from pyspark.sql.types import BooleanType, FractionalType, IntegralType
+
+    if isinstance(data_type, (IntegralType, BooleanType)):
+        return column.cast("long"), "int64"
+    if isinstance(data_type, FractionalType):
+        return column.cast("float"), "float32"
+    raise TypeError(f"write_tensors: label column {name!r} has type {data_type.simpleString()}; expected a "
+                    "number (integer class ids or float targets).")
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RowGroup:
+    file: str
+    index: int
+    rows: int
+
+
+class TensorFiles:
+    """The Parquet files written by :func:`write_tensors`, read with pyarrow (no Spark, no torch).
+
+    Examples
+    --------
+    >>> files = TensorFiles("/shared/digits")                       # doctest: +SKIP
+    >>> files.info.shape, files.num_rows, files.label_dtype          # doctest: +SKIP
+    ((1, 16, 16), 1797, 'int64')
+    >>> x, y = next(files.batches(batch_size=32))                  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        filesystem, root = _filesystem(path)
+        self._filesystem = filesystem
+        names = _data_files(filesystem, root)
+        if not names:
+            raise FileNotFoundError(f"TensorFiles: no Parquet files under {path!r}; write them with write_tensors.")
+        metadata: Optional[Mapping[str, Any]] = None
+        groups: List[_RowGroup] = []
+        for name in names:
+            with filesystem.open_input_file(name) as handle:
+                parquet = pq.ParquetFile(handle)
+                file_metadata = _tensor_column_metadata(parquet.schema_arrow.metadata or {}, name)
+                if metadata is None:
+                    metadata = file_metadata
+                elif file_metadata != metadata:
+                    raise ValueError(
+                        f"TensorFiles: {name} records different tensor metadata than the other files under "
+                        f"{path!r} ({file_metadata} != {metadata}); write tensors of one kind per directory.")
+                groups.extend(_RowGroup(name, i, parquet.metadata.row_group(i).num_rows)
+                              for i in range(parquet.num_row_groups))
+        assert metadata is not None
+        self.metadata: Dict[str, Any] = dict(metadata)
+        self.info = TensorInfo.from_metadata(self.metadata)
+        label = self.metadata[FORMAT_KEY].get("label")
+        #: ``"int64"`` or ``"float32"``, or None when the files hold no labels.
+        self.label_dtype: Optional[str] = label["dtype"] if label else None
+        self.row_groups: Tuple[_RowGroup, ...] = tuple(g for g in groups if g.rows > 0)
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in all files."""
+        return sum(group.rows for group in self.row_groups)
+
+    def shard_rows(self, shard: int, num_shards: int) -> int:
+        """Rows that shard ``shard`` of ``num_shards`` reads in one epoch."""
+        return (self.num_rows * (shard + 1)) // num_shards - (self.num_rows * shard) // num_shards
+
+    def batches(self, batch_size: int = 64, shard: int = 0, num_shards: int = 1, shuffle_buffer: int = 0,
+                seed: int = 0, epoch: int = 0) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+        """Yield ``(values, labels)`` for one epoch of one shard; ``values`` as stored, ``(n, size)``.
+
+        The row groups, in file order or (with ``shuffle_buffer``) permuted by
+        ``(seed, epoch)``, form one sequence of rows that is cut into ``num_shards``
+        contiguous ranges of equal size (within one row): shard ``shard`` reads only
+        the row groups overlapping its range. With ``shuffle_buffer > 0`` the rows
+        of a shard pass through a buffer of that many rows, from which each output
+        row is drawn at random. The last batch may be smaller.
+        """
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard must be in [0, {num_shards}); got {shard}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+        order = list(self.row_groups)
+        if shuffle_buffer > 0:
+            order = [order[i] for i in np.random.default_rng([seed, epoch]).permutation(len(order))]
+        pieces = _shard_pieces(order, shard, num_shards)
+        rng = np.random.default_rng([seed, epoch, shard, num_shards])
+        pending: List[Tuple[np.ndarray, Optional[np.ndarray]]] = []
+        pending_rows = 0
+        for values, labels in self._shuffled(self._read(pieces), shuffle_buffer, rng):
+            pending.append((values, labels))
+            pending_rows += len(values)
+            if pending_rows < batch_size:
+                continue
+            block, block_labels = _concatenate(pending)
+            cut = pending_rows - pending_rows % batch_size
+            for start in range(0, cut, batch_size):
+                yield block[start:start + batch_size], _slice(block_labels, start, start + batch_size)
+            pending = [(block[cut:], _slice(block_labels, cut, pending_rows))] if cut < pending_rows else []
+            pending_rows -= cut
+        if pending_rows:
+            yield _concatenate(pending)
+
+    def _read(self, pieces: Sequence[Tuple[_RowGroup, int, int]]) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+        import pyarrow.parquet as pq
+
+        columns = [TENSOR_COLUMN] + ([LABEL_COLUMN] if self.label_dtype else [])
+        open_files: Dict[str, Any] = {}
+        try:
+            for group, start, stop in pieces:
+                if group.file not in open_files:
+                    open_files[group.file] = pq.ParquetFile(self._filesystem.open_input_file(group.file))
+                table = open_files[group.file].read_row_group(group.index, columns=columns).slice(start, stop - start)
+                values = self._values(table.column(TENSOR_COLUMN).combine_chunks(), group.file)
+                labels = None
+                if self.label_dtype:
+                    labels = table.column(LABEL_COLUMN).to_numpy().astype(self.label_dtype, copy=False)
+                yield values, labels
+        finally:
+            for parquet in open_files.values():
+                parquet.close()
+
+    def _values(self, array: "pyarrow.Array", file: str) -> np.ndarray:
+        """A ``(rows, size)`` numpy view of one column chunk, after checking every row has ``size`` values."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        size, rows = self.info.size, len(array)
+        if array.null_count:
+            raise ValueError(f"TensorFiles: {file} has {array.null_count} null tensors; write_tensors drops them, "
+                             "so this file was written by something else.")
+        if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+            lengths = pc.binary_length(array)
+            offset_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
+            offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)[array.offset:array.offset + rows + 1]
+            flat = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+        else:
+            lengths = pc.list_value_length(array)
+            flat = array.flatten().to_numpy(zero_copy_only=False)
+        if rows and pc.min_max(lengths).as_py() != {"min": size, "max": size}:
+            raise ValueError(f"TensorFiles: {file} has rows whose number of values is not {size} "
+                             f"(shape {list(self.info.shape)}).")
+        return flat.reshape(rows, size)
+
+    @staticmethod
+    def _shuffled(chunks: Iterator[Tuple[np.ndarray, Optional[np.ndarray]]], buffer_rows: int,
+                  rng: np.random.Generator) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+        """Pass rows through a buffer of ``buffer_rows``: each row leaving it is a uniform draw from it."""
+        if buffer_rows <= 0:
+            yield from chunks
+            return
+        pool: List[Tuple[np.ndarray, Optional[np.ndarray]]] = []
+        pool_rows = 0
+        for values, labels in chunks:
+            pool.append((values, labels))
+            pool_rows += len(values)
+            if pool_rows <= buffer_rows:
+                continue
+            block, block_labels = _concatenate(pool)
+            order = rng.permutation(pool_rows)
+            leaving, staying = order[:pool_rows - buffer_rows], order[pool_rows - buffer_rows:]
+            yield block[leaving], _take(block_labels, leaving)
+            pool, pool_rows = [(block[staying], _take(block_labels, staying))], buffer_rows
+        if pool_rows:
+            block, block_labels = _concatenate(pool)
+            order = rng.permutation(pool_rows)
+            yield block[order], _take(block_labels, order)
+
+
+def _shard_pieces(order: Sequence[_RowGroup], shard: int, num_shards: int) -> List[Tuple[_RowGroup, int, int]]:
+    """``(row group, first row, end row)`` of the shard's contiguous range of the row sequence."""
+    total = sum(group.rows for group in order)
+    low, high = total * shard // num_shards, total * (shard + 1) // num_shards
+    pieces, position = [], 0
+    for group in order:
+        start, stop = max(low - position, 0), min(high - position, group.rows)
+        if start < stop:
+            pieces.append((group, start, stop))
+        position += group.rows
+    return pieces
+
+
+def _concatenate(parts: Sequence[Tuple[np.ndarray, Optional[np.ndarray]]]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    if len(parts) == 1:
+        return parts[0]
+    values = np.concatenate([p[0] for p in parts])
+    labels = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])  # type: ignore[misc]
+    return values, labels
+
+
+def _slice(labels: Optional[np.ndarray], start: int, stop: int) -> Optional[np.ndarray]:
+    return None if labels is None else labels[start:stop]
+
+
+def _take(labels: Optional[np.ndarray], index: np.ndarray) -> Optional[np.ndarray]:
+    return None if labels is None else labels[index]
+
+
+def _filesystem(path: str) -> Tuple[Any, str]:
+    """A pyarrow filesystem and the directory path in it (local paths, ``file://`` and pyarrow's URIs)."""
+    import pyarrow.fs
+
+    if "://" not in path:
+        return pyarrow.fs.LocalFileSystem(), os.path.abspath(path)
+    return pyarrow.fs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
+
+
+def _data_files(filesystem: Any, root: str) -> List[str]:
+    import pyarrow.fs
+
+    selector = pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True)
+    return sorted(
+        info.path for info in filesystem.get_file_info(selector)
+        if info.type == pyarrow.fs.FileType.File and info.path.endswith(".parquet")
+        and not any(part.startswith(("_", ".")) for part in info.path[len(root):].split("/") if part)
+    )
+
+
+def _tensor_column_metadata(footer: Mapping[bytes, bytes], name: str) -> Mapping[str, Any]:
+    """The ``tensor`` column's metadata from the Spark schema in a Parquet footer."""
+    schema = json.loads(footer[SPARK_SCHEMA_KEY]) if SPARK_SCHEMA_KEY in footer else {}
+    for field in schema.get("fields", []):
+        if field.get("name") == TENSOR_COLUMN and FORMAT_KEY in field.get("metadata", {}):
+            return field["metadata"]
+    raise ValueError(f"TensorFiles: {name} was not written by write_tensors (its footer has no "
+                     f"'{TENSOR_COLUMN}' column with tensor metadata).")
+
+
+def __getattr__(name: str) -> Any:
+    # TensorDataset subclasses torch's IterableDataset: import torch only when it is asked for.
+    if name == "TensorDataset":
+        try:
+            from ._torch_dataset import TensorDataset
+        except ModuleNotFoundError as error:
+            if error.name != "torch":
+                raise
+            raise ImportError("TensorDataset needs PyTorch: pip install 'sparkimg_ml[torch]'") from None
+        return TensorDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["write_tensors", "TensorWriteSummary", "TensorFiles", "TensorDataset"]
