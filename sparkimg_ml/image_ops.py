@@ -31,15 +31,17 @@ Pillow's global settings, so the functions are safe to call from many threads.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError, features
 
 from . import _png
 from .errors import SourceError
@@ -50,17 +52,28 @@ from .tensors import normalisation
 Image.init()
 
 #: Formats decoded, identified by content. MPO is the multi-picture JPEG many
-#: phone cameras write. Everything else (EPS, PDF, SVG, PSD, ICO, HEIC, ...) is
-#: refused with the ``unsupported_format`` or ``decode`` reason.
-ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "TIFF", "BMP")
-# The plugins to try when opening (Pillow's JPEG opener also returns MPO files);
-# a format whose plugin this Pillow build lacks is simply never identified.
-_OPENERS = tuple(name for name in ACCEPTED_FORMATS if name in Image.OPEN)
+#: phone cameras write; AVIF needs a Pillow built with it (Pillow >= 11.3 wheels
+#: are) and HEIF/HEIC the ``[heif]`` extra (``pillow-heif``). Every other format
+#: (TGA, PPM, PSD, ICO, EPS, PDF, SVG, ...) is refused with ``unsupported_format``
+#: naming it; bytes that are no known image give ``decode``.
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF")
+# The plugins to try when opening (Pillow's JPEG opener also returns MPO files).
+# HEIF is opened only once its ftyp brands name it, after pillow-heif registered its plugin.
+_OPENERS = tuple(name for name in ACCEPTED_FORMATS if name in Image.OPEN and name != "HEIF")
+# Pillow's other plugins, only ever used to name what is refused (their headers are read, never pixels).
+_REFUSED_WITH_SIGNATURE = tuple(name for name in Image.ID if name not in ACCEPTED_FORMATS and Image.OPEN[name][1])
+_REFUSED_WITHOUT_SIGNATURE = tuple(name for name in Image.ID
+                                   if name not in ACCEPTED_FORMATS and not Image.OPEN[name][1])
+# ISO media (ftyp) brands of AVIF and of HEVC-coded HEIF; ``mif1``/``msf1`` alone are generic HEIF.
+_AVIF_BRANDS = frozenset((b"avif", b"avis"))
+_HEVC_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"))
+_HEIF_BRANDS = frozenset((b"mif1", b"msf1"))
 
 COLOR_MODES: tuple[str, ...] = ("RGB", "BGR", "L", "RGBA")
 RESIZE_MODES: tuple[str, ...] = ("stretch", "crop", "pad")
 INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 LAYOUTS: tuple[str, ...] = ("HWC", "CHW")
+COLOR_PROFILES: tuple[str, ...] = ("ignore", "srgb")
 
 #: Default pixel limit: Pillow's own decompression-bomb threshold (about 89.5 MP).
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -102,11 +115,15 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_AXES = frozenset((5, 6, 7, 8))
+# The orientation whose transpose undoes each one (only the quarter turns differ).
+_UNDO = {**{orientation: orientation for orientation in _TRANSPOSE}, 6: 8, 8: 6}
 # Which upright axes (x, y) run against the stored ones after each transpose.
 _FLIPS = {2: (True, False), 3: (True, True), 4: (False, True), 5: (False, False),
           6: (True, False), 7: (True, True), 8: (False, True)}
 # Pixel modes whose values are not 8-bit: mapped to float on the 8-bit scale.
 _WIDE_MODES = frozenset(("I", "I;16", "I;16L", "I;16B", "I;16N", "F"))
+# Modes an embedded ICC profile is converted from (with colorProfile="srgb"), and the mode they become.
+_PROFILED_MODES = {"RGB": "RGB", "RGBA": "RGB", "CMYK": "RGB", "L": "RGB", "LA": "RGB"}
 _ALPHA_MODES = frozenset(("LA", "PA", "RGBA", "RGBa"))
 _EIGHT_BIT_MODES = frozenset(("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")) | _ALPHA_MODES
 # Everything Pillow raises for malformed, truncated or hostile image data.
@@ -195,6 +212,10 @@ class ImageSpec:
     max_pixels : int
         Images with more pixels (by their header) are refused with
         ``too_many_pixels`` before decoding.
+    color_profile : {"ignore", "srgb"}
+        ``ignore`` takes pixel values as stored, whatever ICC profile the file
+        embeds (what most training code does); ``srgb`` converts 8-bit images
+        with an embedded profile to sRGB with LittleCMS, as browsers show them.
 
     Examples
     --------
@@ -221,6 +242,7 @@ class ImageSpec:
     exif_transpose: bool = True
     reduced_decode: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
+    color_profile: str = "ignore"
 
     def __post_init__(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
@@ -234,6 +256,10 @@ class ImageSpec:
         choice("resize_mode", RESIZE_MODES)
         choice("interpolation", INTERPOLATIONS)
         choice("layout", LAYOUTS)
+        choice("color_profile", COLOR_PROFILES)
+        if self.color_profile == "srgb" and not features.check("littlecms2"):
+            raise ValueError("color_profile 'srgb' needs Pillow built with LittleCMS (the PyPI wheels are); "
+                             "this Pillow has no PIL.ImageCms support. Use 'ignore' or reinstall Pillow.")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"scale must be a finite number > 0; got {self.scale!r}.")
         if not (isinstance(self.max_pixels, (int, np.integer)) and self.max_pixels >= 1):
@@ -296,6 +322,7 @@ class ImageSpec:
             "exifTranspose": self.exif_transpose,
             "reducedDecode": self.reduced_decode,
             "maxPixels": self.max_pixels,
+            "colorProfile": self.color_profile,
         }
 
     def replace(self, **changes: Any) -> ImageSpec:
@@ -307,30 +334,87 @@ class ImageSpec:
 
 # --------------------------------------------------------------------------- identification
 
-def _describe_unidentified(head: bytes, length: int) -> SourceError:
-    """Name what the bytes (``head`` = the first KiB) are when no accepted format claims them.
+def _iso_media_format(head: bytes) -> str | None:
+    """``"AVIF"``, ``"HEIC"`` or ``"HEIF"`` from an ISO media ``ftyp`` box's brands, else None.
+
+    Examples
+    --------
+    >>> _iso_media_format(b"\\x00\\x00\\x00\\x18ftypheic\\x00\\x00\\x00\\x00mif1heic")
+    'HEIC'
+    >>> _iso_media_format(b"\\x00\\x00\\x00\\x1cftypmif1\\x00\\x00\\x00\\x00mif1avifmiaf")
+    'AVIF'
+    """
+    if head[4:8] != b"ftyp":
+        return None
+    box_end = min(len(head), max(16, struct.unpack(">I", head[:4])[0]))
+    brands = {head[8:12]} | {head[at:at + 4] for at in range(16, box_end - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        return "AVIF"
+    if brands & _HEVC_BRANDS:
+        return "HEIC"
+    return "HEIF" if brands & _HEIF_BRANDS else None
+
+
+_heif_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _heif_available() -> bool:
+    """Register pillow-heif's Pillow plugin (once, on first HEIF input); False when not installed."""
+    with _heif_lock:
+        try:
+            import pillow_heif
+        except ImportError:
+            return False
+        pillow_heif.register_heif_opener()
+        return "HEIF" in Image.OPEN
+
+
+def _pillow_format_name(data: bytes | bytearray | memoryview) -> str | None:
+    """The name of a Pillow plugin we refuse that claims ``data`` (headers only; no pixel is decoded)."""
+    prefix = bytes(data[:16])
+    for name in _REFUSED_WITH_SIGNATURE:
+        try:
+            if Image.OPEN[name][1](prefix):
+                return name
+        except Exception:  # noqa: BLE001 - a signature test that fails just does not claim the bytes
+            continue
+    try:
+        with Image.open(io.BytesIO(data), formats=_REFUSED_WITHOUT_SIGNATURE) as image:
+            return image.format
+    except Exception:  # noqa: BLE001 - Pillow's header parsers raise many types on foreign bytes
+        return None
+
+
+def _refused(name: str, why: str = "") -> SourceError:
+    return SourceError("unsupported_format", f"{name} ({why})" if why else name)
+
+
+def _describe_unidentified(data: bytes | bytearray | memoryview) -> SourceError:
+    """Name what the bytes are when no accepted format claims them.
 
     No content is echoed: the detail only names a kind of document or format.
     """
+    head, length = bytes(data[:1024]), len(data)
     if not length:
         return SourceError("decode", "empty input (0 bytes)")
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith(b"%pdf-"):
-        return SourceError("unsupported_format", "PDF documents are not accepted")
+        return _refused("PDF", "documents are not accepted")
     if text.startswith(b"%!ps") or head.startswith(b"\xc5\xd0\xd3\xc6"):
-        return SourceError("unsupported_format", "EPS/PostScript is not accepted")
+        return _refused("EPS", "PostScript is not accepted")
     if b"<svg" in text and text.startswith((b"<?xml", b"<svg", b"<!--", b"<!doctype svg")):
-        return SourceError("unsupported_format", "SVG (vector graphics) is not accepted")
+        return _refused("SVG", "vector graphics are not accepted")
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in text:
         return SourceError("decode", "the bytes are an HTML document, not an image")
     if head[4:8] == b"ftyp":
-        return SourceError("unsupported_format", f"ISO media ({head[8:12].decode('latin-1')!r}, e.g. HEIC/AVIF) "
-                                                 "is not accepted")
-    for magic, name in ((b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
-                        (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x0a", "JPEG XL"),
-                        (b"\x00\x00\x00\x0cJXL ", "JPEG XL"), (b"qoif", "QOI"), (b"DDS ", "DDS")):
+        return _refused(f"ISO media {head[8:12].decode('latin-1')!r}", "not an AVIF or HEIF image")
+    for magic, name in ((b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL ", "JPEG XL")):
         if head.startswith(magic):
-            return SourceError("unsupported_format", f"{name} is not accepted")
+            return _refused(name)
+    name = _pillow_format_name(data)
+    if name is not None:
+        return _refused(name)
     return SourceError("decode", f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)}); "
                                  f"{length} bytes")
 
@@ -340,12 +424,31 @@ def _too_many(width: int, height: int, spec: ImageSpec) -> SourceError:
                                           f"{spec.max_pixels}")
 
 
+def _openers_for(data: bytes | bytearray | memoryview) -> tuple[str, ...]:
+    """The plugins that may open ``data``: AVIF and HEIF by their ftyp brands, the rest by signature."""
+    iso_format = _iso_media_format(bytes(data[:64]))
+    if iso_format == "AVIF":
+        if "AVIF" not in _OPENERS or not features.check("avif"):
+            raise _refused("AVIF", "this Pillow build has no AVIF decoder; Pillow >= 11.3 wheels have one")
+        return ("AVIF",)
+    if iso_format is not None:
+        if not _heif_available():
+            raise _refused(iso_format, "install sparkimg_ml[heif]")
+        return ("HEIF",)
+    return _OPENERS
+
+
 def _open(data: bytes | bytearray | memoryview, spec: ImageSpec) -> Image.Image:
-    """Identify ``data`` among the accepted formats and check its size from the header."""
+    """Identify ``data`` among the accepted formats and check its size from the header.
+
+    A PNG's text chunks that Pillow would refuse to read (they carry no pixels) are
+    dropped first, so the image reads as it does through libspng.
+    """
+    data = _png.without_unreadable_metadata(data)
     try:
-        image = Image.open(io.BytesIO(data), formats=_OPENERS)
+        image = Image.open(io.BytesIO(data), formats=_openers_for(data))
     except UnidentifiedImageError:
-        raise _describe_unidentified(bytes(data[:1024]), len(data)) from None
+        raise _describe_unidentified(data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own guard (its warning too, when warnings are errors) fires inside
         # ``open`` for sizes beyond its global limit: same reason as ours.
@@ -432,12 +535,51 @@ def _draft(image: Image.Image, orientation: int, spec: ImageSpec) -> float:
 
 # --------------------------------------------------------------------------- pixels
 
-def _wide_to_float(image: Image.Image) -> Image.Image:
-    """A 16/32-bit or float gray image as mode ``F`` on the 8-bit scale [0, 255], precision kept.
+class _FloatPlanes:
+    """A 16/32-bit or float image as mode ``F`` planes on the 8-bit scale, resized plane by plane.
+
+    Pillow resamples only single-band float images, so a wide gray image keeps one
+    plane, or one per output channel once transparent pixels show ``background``.
+    ``alpha`` (0 or 255) is kept for RGBA output and, as Pillow does for RGBA,
+    colours are resized premultiplied by it. Resized values are clamped to
+    [0, 255]: bicubic and lanczos overshoot at edges, and 8-bit results are
+    clamped the same way by Pillow.
+    """
+
+    def __init__(self, planes: list[Image.Image], alpha: Image.Image | None = None) -> None:
+        self.planes = planes
+        self.alpha = alpha
+        self.size = planes[0].size
+
+    def resize(self, size: tuple[int, int], resample: Image.Resampling,
+               box: tuple[float, float, float, float]) -> np.ndarray:
+        def resized(plane: Image.Image) -> np.ndarray:
+            return np.asarray(plane.resize(size, resample, box=box))
+
+        if self.alpha is None:
+            values = [resized(plane) for plane in self.planes]
+        elif resample == Image.Resampling.NEAREST:
+            values = [resized(plane) for plane in (*self.planes, self.alpha)]
+        else:
+            weight = np.asarray(self.alpha) / np.float32(255.0)
+            alpha = resized(self.alpha)
+            covered = alpha > 0
+            values = []
+            for plane in self.planes:
+                premultiplied = resized(Image.fromarray(np.asarray(plane) * weight, "F"))
+                values.append(np.where(covered, premultiplied * np.float32(255.0) / np.where(covered, alpha, 1), 0))
+            values.append(alpha)
+        pixels = values[0] if len(values) == 1 else np.stack(values, axis=2)
+        return np.clip(pixels, 0.0, 255.0).astype(np.float32, copy=False)
+
+
+def _wide_to_float(image: Image.Image, spec: ImageSpec) -> _FloatPlanes:
+    """A 16/32-bit or float gray image as float planes on the 8-bit scale [0, 255], precision kept.
 
     16-bit values map by 1/257 (65535 -> 255), 32-bit integers are read as
     16-bit values (clipped to [0, 65535]), floats as intensities in [0, 1]
-    (clipped; NaN becomes 0) so every output is finite.
+    (clipped; NaN becomes 0) so every output is finite. Pixels equal to a PNG
+    transparency key are composited onto ``background`` (or get alpha 0 for RGBA).
     """
     values = np.asarray(image)
     if image.mode == "F":
@@ -450,7 +592,48 @@ def _wide_to_float(image: Image.Image) -> Image.Image:
     else:
         pixels = values.astype(np.float32)
         pixels /= np.float32(257.0)
-    return Image.fromarray(pixels, "F")
+    key = image.info.get("transparency")
+    if not isinstance(key, int) or image.mode == "F":
+        return _FloatPlanes([Image.fromarray(pixels, "F")])
+    transparent = values == key
+    if spec.color_mode == "RGBA":
+        alpha = np.where(transparent, np.float32(0.0), np.float32(255.0)).astype(np.float32)
+        return _FloatPlanes([Image.fromarray(pixels, "F")] * 3, Image.fromarray(alpha, "F"))
+    shown = [_luma(spec.background)] if spec.color_mode == "L" else list(spec.background)
+    return _FloatPlanes([Image.fromarray(np.where(transparent, np.float32(value), pixels), "F") for value in shown])
+
+
+def _rgb16_keyed_png(image: Image.Image) -> bytes | None:
+    """The file's bytes if ``image`` is a not yet decoded 16-bit RGB PNG with a ``tRNS`` key, else None.
+
+    Pillow decodes such a PNG to 8-bit RGB (the high bytes) but keeps the 16-bit
+    key, which no 8-bit pixel can equal: :func:`_with_rgb16_key_alpha` needs the
+    file again to read the low bytes.
+    """
+    if (image.format != "PNG" or image.mode != "RGB" or not isinstance(image.info.get("transparency"), tuple)
+            or not image.tile or image.tile[0].args != "RGB;16B" or image.fp is None):
+        return None
+    position = image.fp.tell()
+    image.fp.seek(0)
+    source = image.fp.read()
+    image.fp.seek(position)
+    return source
+
+
+def _with_rgb16_key_alpha(image: Image.Image, source: bytes) -> Image.Image:
+    """The decoded 16-bit RGB PNG as RGBA, alpha 0 exactly where all 48 bits equal the ``tRNS`` key.
+
+    The low bytes come from a second decode of ``source`` whose raw mode takes
+    the other byte of each sample (same PNG filtering, other unpacking).
+    """
+    with Image.open(io.BytesIO(source), formats=("PNG",)) as low:
+        low.tile = [tile._replace(args="RGB;16L") for tile in low.tile]
+        low_bytes = np.asarray(low)
+    high_bytes = np.asarray(image)
+    samples = high_bytes.astype(np.uint16) << 8 | low_bytes
+    key = np.asarray(image.info["transparency"], dtype=np.uint16)
+    alpha = np.where((samples == key).all(axis=2), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.dstack([high_bytes, alpha]), "RGBA")
 
 
 def _composite(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -461,11 +644,54 @@ def _composite(image: Image.Image, background: tuple[int, int, int]) -> Image.Im
     return base
 
 
-def _to_working_mode(image: Image.Image, spec: ImageSpec) -> Image.Image:
-    """Convert to ``L``, ``RGB`` or ``RGBA`` (8-bit) or ``F`` (wide gray), per ``spec.color_mode``."""
+@functools.lru_cache(maxsize=64)
+def _srgb_transform(icc_profile: bytes, mode: str) -> Any:
+    """A cached LittleCMS transform from an embedded profile to sRGB, or None when the profile is unusable.
+
+    ``NOCACHE`` turns off LittleCMS's one-pixel cache, which is not safe when
+    threads share a transform; it does not change any result.
+    """
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, _PROFILED_MODES[mode],
+                                       flags=ImageCms.Flags.NOCACHE)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Convert an image with an embedded ICC profile to sRGB (as browsers do); others are returned as they are.
+
+    Alpha is kept as it is. A profile LittleCMS cannot use, or one that does not
+    fit the image's colour space, is ignored, as browsers ignore it.
+    """
+    profile = image.info.get("icc_profile")
+    if not profile:
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode not in _PROFILED_MODES:
+        return image  # 16-bit, 32-bit and float pixels, and 1-bit: values as stored
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    color = image.convert(image.mode[:-1]) if alpha is not None else image
+    transform = _srgb_transform(bytes(profile), color.mode)
+    if transform is None:
+        return image
+    converted = transform.apply(color)
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
+def _to_working_mode(image: Image.Image, spec: ImageSpec) -> Image.Image | _FloatPlanes:
+    """Convert to ``L``, ``RGB`` or ``RGBA`` (8-bit) or float planes (wide gray), per ``spec.color_mode``."""
+    if spec.color_profile == "srgb":
+        image = _to_srgb(image)
     mode = image.mode
     if mode in _WIDE_MODES:
-        return _wide_to_float(image)
+        return _wide_to_float(image, spec)
     if mode not in _EIGHT_BIT_MODES:
         raise SourceError("unsupported_format", f"pixel mode {mode!r} is not supported")
     target = "RGB" if spec.color_mode == "BGR" else spec.color_mode
@@ -543,17 +769,17 @@ def _render(image: Image.Image, orientation: int, spec: ImageSpec, out: np.ndarr
     """
     if orientation in _TRANSPOSE:
         image = image.transpose(_TRANSPOSE[orientation])
-    image = _to_working_mode(image, spec)
-    width, height = upright_size or image.size
+    working = _to_working_mode(image, spec)
+    width, height = upright_size or working.size
     placement = _placement(width, height, spec)
     box = placement.box
     if reduction != 1.0:
         flip_x, flip_y = _FLIPS.get(orientation, (False, False))
-        shift_x = image.width - width / reduction if flip_x else 0.0
-        shift_y = image.height - height / reduction if flip_y else 0.0
+        shift_x = working.size[0] - width / reduction if flip_x else 0.0
+        shift_y = working.size[1] - height / reduction if flip_y else 0.0
         left, top, right, bottom = (v / reduction for v in box)
         box = (left + shift_x, top + shift_y, right + shift_x, bottom + shift_y)
-    resized = image.resize(placement.size, _FILTERS[spec.interpolation], box=box)
+    resized = working.resize(placement.size, _FILTERS[spec.interpolation], box=box)
     buffer = _output_buffer(spec, out)
     _write(np.asarray(resized), placement, spec, buffer)
     return buffer
@@ -597,14 +823,23 @@ def preprocess_pil(image: Image.Image, spec: ImageSpec, out: np.ndarray | None =
         width, height = image.size
         upright_size = (height, width) if orientation in _SWAPS_AXES else (width, height)
         reduction = _draft(image, orientation, spec)
+    # Pillow's TIFF decoder turns the image upright itself; knowing the tag beforehand lets us undo it.
+    pending_tiff_orientation = _orientation(image) if image.format == "TIFF" and getattr(image, "tile", None) else 1
+    rgb16_keyed_source = _rgb16_keyed_png(image)
     try:
         image.load()
+        if rgb16_keyed_source is not None:
+            image = _with_rgb16_key_alpha(image, rgb16_keyed_source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise SourceError("too_many_pixels", str(exc)) from None
     except _DECODE_ERRORS as exc:
         raise SourceError("decode", f"corrupt or truncated {image.format or 'image'} data: {exc}") from None
-    if spec.exif_transpose and not pending_jpeg:
+    if not pending_jpeg:
         orientation = _orientation(image)
+        if pending_tiff_orientation != 1 and orientation == 1:  # the decoder applied it
+            orientation = 1 if spec.exif_transpose else _UNDO[pending_tiff_orientation]
+        elif not spec.exif_transpose:
+            orientation = 1
     return _render(image, orientation, spec, out, upright_size, reduction)
 
 
@@ -636,7 +871,7 @@ def preprocess_bytes(data: bytes | bytearray | memoryview, spec: ImageSpec,
     ...
     sparkimg_ml.errors.SourceError: decode: the bytes are an HTML document, not an image
     """
-    plain_png = _png.decode_plain_png(data, spec.max_pixels)
+    plain_png = _png.decode_plain_png(data, spec.max_pixels, color_managed=spec.color_profile == "srgb")
     if plain_png is not None:  # the same pixels Pillow would decode, sooner
         return _render(plain_png, 1, spec, out)
     with _open(data, spec) as image:

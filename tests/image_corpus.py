@@ -98,6 +98,24 @@ def jpeg_header_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
     return bytes(data)
 
 
+#: Formats Pillow reads but the featurizer refuses (less hardened decoders), as (format, mode, save options).
+REFUSED_PILLOW_FORMATS: list[tuple[str, str, dict[str, Any]]] = [
+    ("TGA", "RGB", {}), ("PPM", "RGB", {}), ("PPM", "L", {}), ("PPM", "1", {}), ("SGI", "RGB", {}),
+    ("PCX", "RGB", {}), ("XBM", "1", {}), ("ICO", "RGB", {}), ("DDS", "RGB", {}), ("QOI", "RGB", {}),
+    ("JPEG2000", "RGB", {}), ("MSP", "1", {}),
+]
+
+
+def heic_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as HEIC by pillow-heif (the ``[heif]`` extra)."""
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(image)
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=95, chroma=444)
+    return buffer.getvalue()
+
+
 def _rgba_pixels() -> np.ndarray:
     pixels = np.zeros((2, 3, 4), dtype=np.uint8)
     pixels[..., :3] = [[(200, 10, 10), (10, 200, 10), (10, 10, 200)], [(250, 250, 0), (0, 0, 0), (90, 90, 90)]]
@@ -225,6 +243,15 @@ def build_corpus() -> list[Case]:
                           {"imageSize": [4, 6], **native}, expected=_flat(np.asarray(animation[0])),
                           note="first frame"))
 
+    # -- formats web servers and phones send today (lossy: flat quadrants within a tolerance) -----
+    lossy_quadrants = Image.fromarray(quadrants(64, 32))
+    cases.append(Case("avif", "photo.avif", _encode(lossy_quadrants, "AVIF", quality=90, subsampling="4:4:4"),
+                      {"imageSize": [4, 8], "interpolation": "box"}, expected=_flat(quadrants(8, 4)),
+                      atol=12 / 255, note="AVIF, decoded by Pillow"))
+    cases.append(Case("heic", "IMG_0001.HEIC", heic_bytes(lossy_quadrants),
+                      {"imageSize": [4, 8], "interpolation": "box"}, expected=_flat(quadrants(8, 4)),
+                      atol=12 / 255, note="HEIC, decoded through the [heif] extra"))
+
     # -- geometry extremes -------------------------------------------------------------------------
     strip = Image.new("RGB", (5000, 1), (0, 128, 255))
     strip_pad = np.zeros((8, 8, 3))
@@ -258,6 +285,9 @@ def build_corpus() -> list[Case]:
         ("eps", "figure.eps", _encode(Image.new("RGB", (4, 4)), "EPS"), "unsupported_format", {}),
         ("pdf", "doc.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "unsupported_format", {}),
         ("empty", "empty.png", b"", "decode", {}),
+        *[(f"refused_{fmt.lower()}_{mode}", f"refused_{mode}.{fmt.lower()}",
+           _encode(Image.new(mode, (4, 4)), fmt, **options),
+           "unsupported_format", {}) for fmt, mode, options in REFUSED_PILLOW_FORMATS],
         ("text", "notes.png", b"just some text, not an image\n" * 4, "decode", {}),
     ]
     for name, filename, data, code, params in refused:
