@@ -60,10 +60,10 @@ ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "TIFF"
 # The plugins to try when opening (Pillow's JPEG opener also returns MPO files).
 # HEIF is opened only once its ftyp brands name it, after pillow-heif registered its plugin.
 _OPENERS = tuple(name for name in ACCEPTED_FORMATS if name in Image.OPEN and name != "HEIF")
-# Pillow's other plugins, only ever used to name what is refused (their headers are read, never pixels).
-_REFUSED_WITH_SIGNATURE = tuple(name for name in Image.ID if name not in ACCEPTED_FORMATS and Image.OPEN[name][1])
-_REFUSED_WITHOUT_SIGNATURE = tuple(name for name in Image.ID
-                                   if name not in ACCEPTED_FORMATS and not Image.OPEN[name][1])
+# Pillow's other plugins, only ever used to name what is refused (their headers are read, never pixels);
+# those that check a signature first, so a signature-less format (TGA) never claims another's file.
+_REFUSED_PLUGINS = tuple(sorted((name for name in Image.ID if name not in ACCEPTED_FORMATS),
+                                key=lambda name: Image.OPEN[name][1] is None))
 # ISO media (ftyp) brands of AVIF and of HEVC-coded HEIF; ``mif1``/``msf1`` alone are generic HEIF.
 _AVIF_BRANDS = frozenset((b"avif", b"avis"))
 _HEVC_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"))
@@ -371,16 +371,9 @@ def _heif_available() -> bool:
 
 
 def _pillow_format_name(data: bytes | bytearray | memoryview) -> str | None:
-    """The name of a Pillow plugin we refuse that claims ``data`` (headers only; no pixel is decoded)."""
-    prefix = bytes(data[:16])
-    for name in _REFUSED_WITH_SIGNATURE:
-        try:
-            if Image.OPEN[name][1](prefix):
-                return name
-        except Exception:  # noqa: BLE001 - a signature test that fails just does not claim the bytes
-            continue
+    """The name of a Pillow plugin we refuse whose header parser takes ``data`` (no pixel is decoded)."""
     try:
-        with Image.open(io.BytesIO(data), formats=_REFUSED_WITHOUT_SIGNATURE) as image:
+        with Image.open(io.BytesIO(data), formats=_REFUSED_PLUGINS) as image:
             return image.format
     except Exception:  # noqa: BLE001 - Pillow's header parsers raise many types on foreign bytes
         return None
@@ -554,7 +547,7 @@ class _FloatPlanes:
     def resize(self, size: tuple[int, int], resample: Image.Resampling,
                box: tuple[float, float, float, float]) -> np.ndarray:
         def resized(plane: Image.Image) -> np.ndarray:
-            return np.asarray(plane.resize(size, resample, box=box))
+            return np.clip(np.asarray(plane.resize(size, resample, box=box)), 0.0, 255.0)
 
         if self.alpha is None:
             values = [resized(plane) for plane in self.planes]
@@ -570,7 +563,7 @@ class _FloatPlanes:
                 values.append(np.where(covered, premultiplied * np.float32(255.0) / np.where(covered, alpha, 1), 0))
             values.append(alpha)
         pixels = values[0] if len(values) == 1 else np.stack(values, axis=2)
-        return np.clip(pixels, 0.0, 255.0).astype(np.float32, copy=False)
+        return np.clip(pixels, 0.0, 255.0).astype(np.float32, copy=False)  # unpremultiplied colours too
 
 
 def _wide_to_float(image: Image.Image, spec: ImageSpec) -> _FloatPlanes:

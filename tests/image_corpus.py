@@ -106,6 +106,31 @@ REFUSED_PILLOW_FORMATS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+#: Adobe RGB (1998) primaries, adapted to the D50 white of ICC profiles (rXYZ, gXYZ, bXYZ).
+_WIDE_GAMUT_COLORANTS = {b"rXYZ": (0.60974, 0.31111, 0.01947), b"gXYZ": (0.20528, 0.62567, 0.06087),
+                         b"bXYZ": (0.14919, 0.06322, 0.74457)}
+
+
+def wide_gamut_icc_profile() -> bytes:
+    """An RGB ICC profile with Adobe-RGB-like (wide gamut) primaries and sRGB's tone curve.
+
+    Built from LittleCMS's own sRGB profile (``ImageCms.createProfile``) by
+    rewriting its three colorant tags; the profile ID is cleared, as it is for
+    a profile whose checksum was not computed.
+    """
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[84:100] = bytes(16)
+    (count,) = struct.unpack(">I", data[128:132])
+    for index in range(count):
+        signature, offset, _ = struct.unpack(">4sII", data[132 + 12 * index:144 + 12 * index])
+        if signature in _WIDE_GAMUT_COLORANTS:
+            values = [round(v * 65536) for v in _WIDE_GAMUT_COLORANTS[signature]]
+            data[offset + 8:offset + 20] = struct.pack(">3i", *values)
+    return bytes(data)
+
+
 def heic_bytes(image: Image.Image) -> bytes:
     """``image`` encoded as HEIC by pillow-heif (the ``[heif]`` extra)."""
     import pillow_heif
