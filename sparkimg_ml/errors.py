@@ -30,7 +30,8 @@ REASON_CODES: dict[str, str] = {
     "local_files_disabled": "the source is a local path but local-file reading is turned off",
     "storage": "a storage (fsspec) backend failed to read the object",
     "decode": "the bytes are not an image in an accepted format, or are truncated/corrupt",
-    "unsupported_format": "the image format is recognised but not accepted (e.g. EPS, PDF)",
+    "unsupported_format": "the image format is recognised but not accepted; the detail names it (e.g. TGA, "
+                          "PDF, or HEIC without the [heif] extra)",
     "too_many_pixels": "the image has more pixels than maxPixels (decompression-bomb guard)",
     "bad_struct": "a Spark image struct whose fields are inconsistent",
     "invalid_source": "the source is not a well-formed URL or data: URI (no host, bad port, bad base64)",

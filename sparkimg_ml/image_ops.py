@@ -7,19 +7,22 @@ computed in a plain Python process are bit-identical to the Spark output.
 The pipeline for one image is
 
 1. **identify** the bytes by content (never by file name) among
-   :data:`ACCEPTED_FORMATS`; refuse anything larger than ``max_pixels`` from
-   the header alone, before any pixel is decoded;
+   :data:`ACCEPTED_FORMATS` (naming any other format in the refusal); refuse
+   anything larger than ``max_pixels`` from the header alone, before any pixel
+   is decoded;
 2. **decode** the first frame, at a reduced size (JPEG DCT scaling) when the
    target is much smaller than the source and ``reduced_decode`` is on; a
    truncated or corrupt file is an error, never a partial image;
-3. **orient** it upright from its EXIF ``Orientation`` tag (``exif_transpose``);
-4. **convert** it to ``color_mode``: palette and transparency are expanded,
+3. **orient** it upright from its EXIF ``Orientation`` tag (``exif_transpose``),
+   undoing the turn Pillow's TIFF decoder applies itself when that is off;
+4. **convert** embedded ICC profiles to sRGB when ``color_profile="srgb"``, then
+   **convert** it to ``color_mode``: palette and transparency are expanded,
    alpha is composited onto ``background`` (unless the output keeps alpha),
    CMYK/YCbCr/LAB/HSV become RGB, 1-bit becomes 0/255 and 16-bit, 32-bit and
    float pixels are mapped to the 8-bit range *without* rounding or clipping
    away their precision;
 5. **resize** to ``(height, width)`` by ``resize_mode`` (``stretch``, ``crop``
-   or ``pad``) with ``interpolation``;
+   or ``pad``) with ``interpolation``, clamped to the nominal range for every bit depth;
 6. **normalise** each value as ``(pixel * scale - mean[c]) / std[c]`` where
    ``pixel`` is on the 8-bit scale [0, 255], and write it in ``layout`` order
    straight into the caller's buffer.
@@ -41,7 +44,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError, features
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError, features
 
 from . import _png
 from .errors import SourceError
@@ -405,9 +408,9 @@ def _describe_unidentified(data: bytes | bytearray | memoryview) -> SourceError:
     for magic, name in ((b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL ", "JPEG XL")):
         if head.startswith(magic):
             return _refused(name)
-    name = _pillow_format_name(data)
-    if name is not None:
-        return _refused(name)
+    pillow_format = _pillow_format_name(data)
+    if pillow_format is not None:
+        return _refused(pillow_format)
     return SourceError("decode", f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)}); "
                                  f"{length} bytes")
 
@@ -603,8 +606,9 @@ def _rgb16_keyed_png(image: Image.Image) -> bytes | None:
     key, which no 8-bit pixel can equal: :func:`_with_rgb16_key_alpha` needs the
     file again to read the low bytes.
     """
-    if (image.format != "PNG" or image.mode != "RGB" or not isinstance(image.info.get("transparency"), tuple)
-            or not image.tile or image.tile[0].args != "RGB;16B" or image.fp is None):
+    if (not isinstance(image, ImageFile.ImageFile) or image.format != "PNG" or image.mode != "RGB"
+            or not isinstance(image.info.get("transparency"), tuple) or not image.tile
+            or image.tile[0].args != "RGB;16B" or image.fp is None):
         return None
     position = image.fp.tell()
     image.fp.seek(0)
@@ -847,9 +851,10 @@ def preprocess_bytes(data: bytes | bytearray | memoryview, spec: ImageSpec,
     Raises
     ------
     SourceError
-        ``decode`` when the bytes are not an image in an accepted format or are
-        truncated/corrupt, ``unsupported_format`` for recognised but refused
-        formats (EPS, PDF, SVG, ...), ``too_many_pixels`` above ``max_pixels``.
+        ``decode`` when the bytes are not an image or are truncated/corrupt,
+        ``unsupported_format`` for recognised but refused formats, named (TGA,
+        PDF, HEIC without the ``[heif]`` extra, ...), ``too_many_pixels`` above
+        ``max_pixels``.
 
     Examples
     --------

@@ -690,6 +690,7 @@ def test_tiff_orientation_follows_exif_transpose_whichever_decoder_reads_it(comp
     bits = np.zeros((6, 10), dtype=bool)
     bits[:2, :3] = True  # marks the stored top-left corner
     bits[4:, 7:] = True
+    bits[0, 9] = True  # no turn or flip maps this picture onto itself
     stored = Image.fromarray(bits) if compression == "group4" else Image.fromarray(quadrants(10, 6))
     exif = Image.Exif()
     exif[0x0112] = orientation
