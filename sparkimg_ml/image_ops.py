@@ -630,7 +630,9 @@ def _with_rgb16_key_alpha(image: Image.Image, source: bytes) -> Image.Image:
     samples = high_bytes.astype(np.uint16) << 8 | low_bytes
     key = np.asarray(image.info["transparency"], dtype=np.uint16)
     alpha = np.where((samples == key).all(axis=2), 0, 255).astype(np.uint8)
-    return Image.fromarray(np.dstack([high_bytes, alpha]), "RGBA")
+    keyed = Image.fromarray(np.dstack([high_bytes, alpha]), "RGBA")
+    keyed.info = {name: value for name, value in image.info.items() if name != "transparency"}  # EXIF, ICC
+    return keyed
 
 
 def _composite(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -831,7 +833,7 @@ def preprocess_pil(image: Image.Image, spec: ImageSpec, out: np.ndarray | None =
         raise SourceError("too_many_pixels", str(exc)) from None
     except _DECODE_ERRORS as exc:
         raise SourceError("decode", f"corrupt or truncated {image.format or 'image'} data: {exc}") from None
-    if not pending_jpeg:
+    if not pending_jpeg and (spec.exif_transpose or pending_tiff_orientation != 1):
         orientation = _orientation(image)
         if pending_tiff_orientation != 1 and orientation == 1:  # the decoder applied it
             orientation = 1 if spec.exif_transpose else _UNDO[pending_tiff_orientation]

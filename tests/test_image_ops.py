@@ -658,6 +658,19 @@ def test_every_transparency_form_shows_the_background_or_keeps_its_alpha(form):
     np.testing.assert_allclose(kept[..., :3][visible], colours[visible], atol=1.0 if "WebP" in form else 1e-3)
 
 
+def test_16bit_rgb_with_a_transparency_key_keeps_its_exif_orientation():
+    samples = np.zeros((4, 6, 3), dtype=np.uint16)
+    samples[:, :3] = (0x1234, 0x5678, 0x9ABC)  # transparent left half
+    samples[:, 3:] = (65535, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # upside down: the transparent half ends up on the right
+    data = rgb16_png(samples, (0x1234, 0x5678, 0x9ABC))
+    data = data[:33] + _png_chunk(b"eXIf", exif.tobytes()) + data[33:]
+    out = preprocess_bytes(data, ImageSpec(4, 6, interpolation="nearest", background=(0, 255, 0)))
+    np.testing.assert_array_equal(out.reshape(4, 6, 3)[:, :3], np.tile([1.0, 0.0, 0.0], (4, 3, 1)))
+    np.testing.assert_array_equal(out.reshape(4, 6, 3)[:, 3:], np.tile([0.0, 1.0, 0.0], (4, 3, 1)))
+
+
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
 def test_16bit_gray_with_a_transparency_key_resizes_like_its_8bit_twin(interpolation):
     gray16 = np.kron(np.random.default_rng(2).integers(0, 256, (6, 6)), np.ones((4, 4))).astype(np.uint16) * 257
@@ -718,6 +731,17 @@ def test_avif_takes_the_first_frame_and_is_refused_by_its_header_before_decoding
     monkeypatch.setattr(AvifImagePlugin.AvifImageFile, "load", lambda self: pytest.fail("decoded"))
     with pytest.raises(SourceError, match="^too_many_pixels"):
         preprocess_bytes(data, ImageSpec(2, 2, max_pixels=64 * 32 - 1))
+
+
+def test_heic_is_refused_by_its_header_before_decoding(monkeypatch, image_corpus):
+    from pillow_heif.as_plugin import HeifImageFile
+
+    _, cases = image_corpus
+    heic = next(c for c in cases if c.name == "heic")
+    assert preprocess_bytes(heic.data, ImageSpec(4, 8)).shape == (96,)
+    monkeypatch.setattr(HeifImageFile, "load", lambda self: pytest.fail("decoded"))
+    with pytest.raises(SourceError, match="^too_many_pixels"):
+        preprocess_bytes(heic.data, ImageSpec(4, 8, max_pixels=64 * 32 - 1))
 
 
 def test_heic_without_the_extra_names_the_extra_to_install(monkeypatch, image_corpus):
