@@ -29,7 +29,9 @@ The pipeline for one image is
 
 Every per-image problem raises :class:`~sparkimg_ml.errors.SourceError` with a
 reason code from :data:`~sparkimg_ml.errors.REASON_CODES`; nothing here touches
-Pillow's global settings, so the functions are safe to call from many threads.
+Pillow's global settings (limits are read, never changed), so the functions are
+safe to call from many threads. The one change to Pillow's state is
+registering pillow-heif's plugin, once, when the first HEIF image arrives.
 """
 
 from __future__ import annotations

@@ -131,6 +131,14 @@ def wide_gamut_icc_profile() -> bytes:
     return bytes(data)
 
 
+def to_srgb_with_imagecms(image: Image.Image, icc: bytes) -> Image.Image:
+    """``image`` converted from the ``icc`` profile to sRGB by ``PIL.ImageCms`` directly."""
+    from PIL import ImageCms
+
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+
+
 def heic_bytes(image: Image.Image) -> bytes:
     """``image`` encoded as HEIC by pillow-heif (the ``[heif]`` extra)."""
     import pillow_heif
@@ -267,6 +275,16 @@ def build_corpus() -> list[Case]:
                                   **options),
                           {"imageSize": [4, 6], **native}, expected=_flat(np.asarray(animation[0])),
                           note="first frame"))
+
+    # -- colour profiles: a wide-gamut RGB image, as stored and converted to sRGB --------------
+    icc = wide_gamut_icc_profile()
+    tagged = Image.fromarray(rgb)
+    cases.append(Case("wide_gamut_as_stored", "wide_gamut.png", _encode(tagged, "PNG", icc_profile=icc),
+                      {"imageSize": [4, 6], **native}, expected=_flat(rgb), note="colorProfile=ignore"))
+    cases.append(Case("wide_gamut_to_srgb", "wide_gamut_srgb.png", _encode(tagged, "PNG", icc_profile=icc),
+                      {"imageSize": [4, 6], "colorProfile": "srgb", **native},
+                      expected=_flat(np.asarray(to_srgb_with_imagecms(tagged, icc))),
+                      note="colorProfile=srgb equals ImageCms applied directly"))
 
     # -- formats web servers and phones send today (lossy: flat quadrants within a tolerance) -----
     lossy_quadrants = Image.fromarray(quadrants(64, 32))

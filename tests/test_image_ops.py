@@ -23,6 +23,7 @@ from image_corpus import (
     jpeg_header_bomb,
     png_header_bomb,
     quadrants,
+    to_srgb_with_imagecms,
     wide_gamut_icc_profile,
     write_corpus,
 )
@@ -771,13 +772,6 @@ def test_refused_formats_are_named_in_the_reason(image_corpus):
 
 # --------------------------------------------------------------------------- colour profiles
 
-def _srgb_reference(image: Image.Image, icc: bytes) -> Image.Image:
-    from PIL import ImageCms
-
-    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-    return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
-
-
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "WEBP"])
 def test_color_profile_srgb_converts_an_embedded_wide_gamut_profile_like_imagecms(fmt):
     icc = wide_gamut_icc_profile()
@@ -791,7 +785,7 @@ def test_color_profile_srgb_converts_an_embedded_wide_gamut_profile_like_imagecm
     converted = preprocess_bytes(data, spec.replace(color_profile="srgb"))
     np.testing.assert_array_equal(as_stored, np.asarray(decoded, dtype=np.float32).reshape(-1))
     np.testing.assert_array_equal(converted,
-                                  np.asarray(_srgb_reference(decoded, icc), dtype=np.float32).reshape(-1))
+                                  np.asarray(to_srgb_with_imagecms(decoded, icc), dtype=np.float32).reshape(-1))
     assert np.abs(converted - as_stored).max() >= 20  # a wide gamut moves colours visibly
 
 
@@ -801,7 +795,7 @@ def test_color_profile_keeps_alpha_and_ignores_profiles_that_cannot_apply():
     spec = ImageSpec(4, 6, interpolation="nearest", scale=1.0, color_mode="RGBA", color_profile="srgb")
     out = preprocess_bytes(encode(rgba, "PNG", icc_profile=icc), spec).reshape(4, 6, 4)
     np.testing.assert_array_equal(out[..., 3], np.asarray(rgba)[..., 3])
-    np.testing.assert_array_equal(out[..., :3], np.asarray(_srgb_reference(rgba.convert("RGB"), icc)))
+    np.testing.assert_array_equal(out[..., :3], np.asarray(to_srgb_with_imagecms(rgba.convert("RGB"), icc)))
     plain = random_image(6, 4, seed=9)
     expected = preprocess_bytes(encode(plain), spec)
     for unusable in (b"not an ICC profile at all", icc[:200]):
