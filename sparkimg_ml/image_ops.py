@@ -131,8 +131,9 @@ _WIDE_MODES = frozenset(("I", "I;16", "I;16L", "I;16B", "I;16N", "F"))
 _PROFILED_MODES = {"RGB": "RGB", "RGBA": "RGB", "CMYK": "RGB", "L": "RGB", "LA": "RGB"}
 _ALPHA_MODES = frozenset(("LA", "PA", "RGBA", "RGBa"))
 _EIGHT_BIT_MODES = frozenset(("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")) | _ALPHA_MODES
-# Everything Pillow raises for malformed, truncated or hostile image data.
-_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, IndexError)
+# Everything Pillow raises for malformed, truncated or hostile image data (its AVIF plugin and
+# pillow-heif report decoder failures as RuntimeError).
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, IndexError, RuntimeError)
 # Pillow's luma weights (ITU-R 601-2 in 16-bit fixed point), as in ``convert("L")``.
 _LUMA = (19595, 38470, 7471)
 
@@ -443,9 +444,12 @@ def _open(data: bytes | bytearray | memoryview, spec: ImageSpec) -> Image.Image:
     dropped first, so the image reads as it does through libspng.
     """
     data = _png.without_unreadable_metadata(data)
+    openers = _openers_for(data)
     try:
-        image = Image.open(io.BytesIO(data), formats=_openers_for(data))
+        image = Image.open(io.BytesIO(data), formats=openers)
     except UnidentifiedImageError:
+        if len(openers) == 1:  # its brands name AVIF or HEIF, yet the plugin cannot parse it
+            raise SourceError("decode", f"corrupt or truncated {openers[0]} data") from None
         raise _describe_unidentified(data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own guard (its warning too, when warnings are errors) fires inside
@@ -645,7 +649,7 @@ def _composite(image: Image.Image, background: tuple[int, int, int]) -> Image.Im
     return base
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)  # profiles are small; a site rarely serves more than a few
 def _srgb_transform(icc_profile: bytes, mode: str) -> Any:
     """A cached LittleCMS transform from an embedded profile to sRGB, or None when the profile is unusable.
 

@@ -745,6 +745,27 @@ def test_heic_is_refused_by_its_header_before_decoding(monkeypatch, image_corpus
         preprocess_bytes(heic.data, ImageSpec(4, 8, max_pixels=64 * 32 - 1))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", ["avif", "heic"])
+def test_damaged_avif_and_heic_raise_only_source_error_and_cuts_are_decode_errors(image_corpus, name):
+    _, cases = image_corpus
+    data = next(c for c in cases if c.name == name).data
+    rng = random.Random(7)
+    for trial in range(120):
+        damaged = bytearray(data)
+        if trial % 2:
+            damaged = damaged[: rng.randrange(64, len(damaged))]  # the ftyp box survives: still AVIF/HEIC
+        else:
+            for _ in range(rng.randint(1, 8)):
+                damaged[rng.randrange(64, len(damaged))] = rng.randrange(256)
+        try:
+            out = preprocess_bytes(bytes(damaged), ImageSpec(6, 5))
+        except SourceError as error:
+            assert error.code == "decode" if trial % 2 else error.code in REASON_CODES, error.reason
+        else:
+            assert np.isfinite(out).all()
+
+
 def test_heic_without_the_extra_names_the_extra_to_install(monkeypatch, image_corpus):
     from sparkimg_ml import image_ops
 
