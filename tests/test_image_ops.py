@@ -832,3 +832,12 @@ def test_color_profile_is_a_param_recorded_in_the_metadata():
         _Stage().setColorProfile("display-p3")
     with pytest.raises(ValueError, match="color_profile"):
         ImageSpec(color_profile="adobe")
+
+
+def test_optional_decoders_load_only_when_an_image_needs_them():
+    import subprocess
+
+    probe = ("import sys, sparkimg_ml; from sparkimg_ml.image_ops import ImageSpec; ImageSpec(color_profile='srgb'); "
+             "print(sorted(m for m in ('pillow_heif', 'PIL.ImageCms') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
