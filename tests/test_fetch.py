@@ -33,13 +33,8 @@ from sparkimg_ml._fetch_params import (
 )
 from sparkimg_ml._version import __version__
 from sparkimg_ml.errors import SourceError
-from sparkimg_ml.fetch import (
-    Fetcher,
-    FetchOptions,
-    NetworkPolicy,
-    _HostSlots,
-    parse_host_rule,
-)
+from sparkimg_ml.fetch import Fetcher, FetchOptions, NetworkPolicy, parse_host_rule
+from sparkimg_ml.fetch.http import _HostSlots
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fault_server import PNG, FaultServer
@@ -430,7 +425,7 @@ def test_fetch_closes_and_can_be_used_as_a_context_manager(server):
     fetch = fetcher()
     assert fetch.fetch(server.url("/image.png")) == PNG
     fetch.close()
-    assert not any(t.name == "sparkimg_ml-watchdog" and t.is_alive() and t is fetch._guard.watchdog._thread
+    assert not any(t.name == "sparkimg_ml-watchdog" and t.is_alive() and t is fetch._http._guard.watchdog._thread
                    for t in threading.enumerate())
 
 

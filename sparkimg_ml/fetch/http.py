@@ -1,0 +1,432 @@
+"""HTTP transport: one pooled session per fetcher, guarded connections, retries and hand-followed redirects.
+
+* One :class:`requests.Session` is shared by all threads of a fetcher. The
+  request path of a session mutates no shared state except its cookie jar,
+  which is locked and which we set to refuse every cookie (a cookie set by one
+  row's server must not travel with another row). Its urllib3 pools are
+  thread-safe, so keep-alive connections outlive the caller's threads and are
+  reused by whichever thread asks next, and the pool is sized for the
+  per-host cap.
+* Redirects are followed by hand, so each hop's scheme, host and address is
+  checked again, and ``Authorization``/``Cookie``/``Proxy-Authorization`` are
+  dropped once a redirect leaves the first origin.
+* The address check runs inside the connection's own socket creation: the host
+  name is resolved once, the resolved addresses are checked against the
+  network policy, and the socket connects to a checked address (TLS still
+  verifies the certificate for the host name). There is therefore no window for
+  DNS rebinding between the check and the connect. Proxy variables and
+  ``.netrc`` are ignored (``trust_env`` is off) because a proxy would connect to
+  addresses we never saw and ``.netrc`` would attach credentials to any host;
+  ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` are still honoured.
+* The per-row deadline bounds everything: the wait for a per-host connection
+  slot, DNS resolution, connecting, every socket read, retries and back-off.
+  A watchdog shuts the socket of an exchange that outlives its deadline, so
+  even a server that drips its headers or body one byte at a time cannot hold
+  a thread past the deadline.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import email.utils
+import http
+import http.client
+import http.cookiejar
+import ipaddress
+import itertools
+import math
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .._version import __version__
+from ..errors import SourceError
+from .deadline import Watchdog, run_with_timeout
+from .options import FetchOptions
+from .policy import IPAddress, NetworkPolicy
+from .secrets import SENSITIVE_HEADERS
+
+#: The default ``User-Agent`` header.
+USER_AGENT = f"sparkimg_ml/{__version__}"
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+# First back-off wait in seconds; it doubles per retry, capped by max_retry_wait.
+_BACKOFF_BASE = 0.25
+
+
+class _Retry(Exception):
+    """A failure worth retrying: carries the reason and the server's ``Retry-After``."""
+
+    def __init__(self, error: SourceError, retry_after: float | None = None) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.retry_after = retry_after
+
+
+
+class _Guard:
+    """Per-fetcher state the connection classes consult: policy, deadline, watchdog."""
+
+    def __init__(self, policy: NetworkPolicy) -> None:
+        self.policy = policy
+        self.watchdog = Watchdog()
+        self.local = threading.local()
+
+    def deadline(self) -> float:
+        return getattr(self.local, "deadline", math.inf)
+
+    def arm(self, conn: _GuardedConnection) -> None:
+        self.local.token = self.watchdog.watch(self.deadline(), conn)
+
+    def disarm(self) -> None:
+        token = getattr(self.local, "token", None)
+        if token is not None:
+            self.local.token = None
+            self.watchdog.unwatch(token)
+
+    def resolve(self, conn: HTTPConnection, host: str) -> list[tuple[IPAddress, str]]:
+        """(address, text to connect to) for ``host``, literal or resolved within the deadline."""
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+            return [(literal, str(literal))]
+        except ValueError:
+            pass
+        limit = min(conn.timeout if isinstance(conn.timeout, (int, float)) else math.inf,
+                    self.deadline() - time.monotonic())
+        try:
+            infos = run_with_timeout(
+                lambda: socket.getaddrinfo(host, conn.port, type=socket.SOCK_STREAM), limit)
+        except concurrent.futures.TimeoutError:
+            raise urllib3.exceptions.ConnectTimeoutError(conn, f"resolving {host} timed out") from None
+        except socket.gaierror as exc:
+            raise urllib3.exceptions.NameResolutionError(host, conn, exc) from exc
+        found: list[tuple[IPAddress, str]] = []
+        for info in infos:
+            text = str(info[4][0])
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            if all(text != seen for _, seen in found):
+                found.append((address, text))
+        return found
+
+    def new_socket(self, conn: HTTPConnection, connect: Callable[[], socket.socket]) -> socket.socket:
+        """Resolve, check and connect to a permitted address of ``conn``'s host."""
+        host = conn._dns_host
+        if self.policy.refuses_name(host):
+            raise SourceError("blocked", f"{host}, not in allowedHosts")
+        candidates = self.resolve(conn, host)
+        permitted = set(map(str, self.policy.permitted(host, [a for a, _ in candidates])))
+        last_error: Exception | None = None
+        for address, text in candidates:
+            if str(address) not in permitted:
+                continue
+            # urllib3 connects to ``_dns_host``; TLS and the Host header use ``host``,
+            # which is read from the same attribute, so it is restored before returning.
+            conn._dns_host = text
+            try:
+                return connect()
+            except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
+                last_error = exc
+            finally:
+                conn._dns_host = host
+        assert last_error is not None  # permitted() returned at least one address
+        raise last_error
+
+
+class _GuardedConnection(HTTPConnection):
+    guard: _Guard
+    watch_token: int = 0
+
+    def _new_conn(self) -> socket.socket:
+        return self.guard.new_socket(self, super()._new_conn)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self.guard.arm(self)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
+    """The same guard over TLS (the MRO puts HTTPSConnection under the guard's overrides)."""
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` whose connections consult one fetcher's :class:`_Guard`."""
+
+    def __init__(self, guard: _Guard, **kwargs: Any) -> None:
+        self._guard = guard
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        plain = type("GuardedConnection", (_GuardedConnection,), {"guard": self._guard})
+        tls = type("GuardedHTTPSConnection", (_GuardedHTTPSConnection,), {"guard": self._guard})
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("GuardedPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
+        }
+
+
+class _HostSlots:
+    """At most ``limit`` exchanges per host at once; entries vanish when idle."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._busy: dict[str, int] = {}
+
+    def acquire(self, host: str, deadline: float) -> None:
+        with self._cond:
+            while self._busy.get(host, 0) >= self.limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SourceError("timeout", f"no free connection to {host} before the deadline "
+                                                 f"(maxConnectionsPerHost={self.limit})")
+                self._cond.wait(remaining)
+            self._busy[host] = self._busy.get(host, 0) + 1
+
+    def release(self, host: str) -> None:
+        with self._cond:
+            left = self._busy[host] - 1
+            if left:
+                self._busy[host] = left
+            else:
+                del self._busy[host]
+            self._cond.notify_all()
+
+
+class HttpClient:
+    """Fetches ``http(s)://`` URLs for one :class:`~sparkimg_ml.fetch.Fetcher`; thread-safe.
+
+    ``headers`` are the request headers with their ``env:NAME`` references already resolved.
+    """
+
+    def __init__(self, options: FetchOptions, headers: dict[str, str]) -> None:
+        self.options = options
+        self._headers = headers
+        self._guard = _Guard(NetworkPolicy(options.block_private_networks, options.allowed_hosts))
+        self._slots = _HostSlots(options.max_connections_per_host)
+        self._session = self._new_session()
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        session.headers["User-Agent"] = USER_AGENT
+        per_host = min(self.options.max_connections_per_host, self.options.concurrency)
+        adapter = _GuardedAdapter(
+            self._guard, pool_connections=max(16, 2 * self.options.concurrency),
+            pool_maxsize=per_host, max_retries=0,
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def fetch(self, url: str, deadline: float) -> bytes:
+        """The body of ``url``, following redirects and retrying within ``deadline`` (a monotonic time)."""
+        origin = _origin(url)
+        headers = dict(self._headers)
+        visited = {url}
+        for _ in range(self.options.max_redirects + 1):
+            body, location = self._with_retries(url, headers, deadline)
+            if location is None:
+                assert body is not None
+                return body
+            target = urljoin(url, location)
+            scheme = urlsplit(target).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise SourceError("blocked", f"redirect to a {scheme or 'relative'}: URL refused")
+            if target in visited:
+                raise SourceError("too_many_redirects", "redirect loop")
+            visited.add(target)
+            if _origin(target) != origin:
+                headers = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+            url = target
+        raise SourceError("too_many_redirects", f"more than {self.options.max_redirects} redirects")
+
+    def _with_retries(self, url: str, headers: dict[str, str],
+                      deadline: float) -> tuple[bytes | None, str | None]:
+        for attempt in itertools.count():
+            try:
+                return self._exchange(url, headers, deadline)
+            except _Retry as retry:
+                if attempt >= self.options.max_retries:
+                    raise retry.error from None
+                if retry.retry_after is not None:
+                    wait = min(retry.retry_after, self.options.max_retry_wait)
+                else:
+                    ceiling = min(self.options.max_retry_wait, _BACKOFF_BASE * 2 ** attempt)
+                    wait = ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter"
+                if time.monotonic() + wait >= deadline:
+                    raise retry.error from None
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # itertools.count() never ends
+
+    def _exchange(self, url: str, headers: dict[str, str],
+                  deadline: float) -> tuple[bytes | None, str | None]:
+        """One request: (body, None) on 2xx, (None, location) on a redirect."""
+        host = _host_of(url)
+        self._slots.acquire(host, deadline)
+        self._guard.local.deadline = deadline
+        try:
+            response = self._send(url, headers, deadline)
+            try:
+                status = response.status_code
+                if status in _REDIRECT_STATUSES:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise SourceError("bad_response", f"HTTP {status} redirect without a Location")
+                    return None, location
+                if status == 429 or 500 <= status <= 599:
+                    raise _Retry(SourceError(f"http_{status}", _phrase(status)),
+                                 _retry_after(response.headers.get("Retry-After")))
+                if not 200 <= status <= 299:
+                    raise SourceError(f"http_{status}", _phrase(status))
+                return self._read_body(response, deadline), None
+            finally:
+                response.close()
+        finally:
+            self._guard.disarm()
+            self._slots.release(host)
+
+    def _send(self, url: str, headers: dict[str, str], deadline: float) -> requests.Response:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SourceError("timeout", f"no response within {self.options.timeout:g}s")
+        connect = min(self.options.connect_timeout, remaining)
+        try:
+            return self._session.get(url, headers=headers, stream=True, allow_redirects=False,
+                                     timeout=(connect, remaining))
+        except requests.exceptions.ConnectTimeout:
+            error = SourceError("timeout", f"no connection within {connect:.3g}s")
+            if time.monotonic() >= deadline:
+                raise error from None
+            raise _Retry(error) from None
+        except requests.exceptions.ReadTimeout:
+            raise SourceError("timeout", f"no response within {self.options.timeout:g}s") from None
+        except requests.exceptions.SSLError as exc:
+            raise SourceError("connection", f"TLS failed: {_connection_detail(exc)}") from None
+        except requests.exceptions.ConnectionError as exc:
+            if time.monotonic() >= deadline:
+                raise SourceError("timeout", f"no response within {self.options.timeout:g}s") from None
+            raise _Retry(SourceError("connection", _connection_detail(exc))) from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader) as exc:
+            raise SourceError("invalid_source", type(exc).__name__) from None
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        limit = self.options.max_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise SourceError("too_large", f"Content-Length {declared} > maxBytes {limit}")
+        parts: list[bytes] = []
+        size = 0
+        raw = response.raw
+        while True:
+            if time.monotonic() >= deadline:
+                raise SourceError("timeout", f"body not complete within {self.options.timeout:g}s")
+            try:
+                # read1: at most one socket read per call, so the deadline is checked
+                # between reads; gzip/deflate are decoded here, bounded to _CHUNK output.
+                chunk = raw.read1(_CHUNK, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                raise SourceError("timeout", f"body not complete within {self.options.timeout:g}s") from None
+            except urllib3.exceptions.DecodeError:
+                raise SourceError("bad_response", "body does not match its Content-Encoding") from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if time.monotonic() >= deadline:
+                    raise SourceError("timeout", f"body not complete within {self.options.timeout:g}s") from None
+                raise _Retry(SourceError("connection", _connection_detail(exc))) from None
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > limit:
+                raise SourceError("too_large", f"body exceeds maxBytes {limit}")
+            parts.append(chunk)
+
+    def close(self) -> None:
+        """Close pooled connections and stop the watchdog thread."""
+        self._session.close()
+        self._guard.watchdog.close()
+
+
+def _host_of(url: str) -> str:
+    """The lower-case host of ``url``; ``SourceError("invalid_source")`` if it has none or a bad port."""
+    try:
+        parts = urlsplit(url)
+        if parts.port == 0:
+            raise ValueError("Port 0 is not valid")
+    except ValueError as exc:
+        raise SourceError("invalid_source", str(exc)) from None
+    if not parts.hostname:
+        raise SourceError("invalid_source", "URL without a host")
+    return parts.hostname.lower()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _phrase(status: int) -> str:
+    # The standard phrase, never the server's own text (which it controls).
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+
+def _connection_detail(exc: BaseException) -> str:
+    """A short cause for a failed exchange, never the exception text (it quotes the URL)."""
+    pending: list[BaseException] = [exc]
+    seen: set = set()
+    innermost = exc
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        innermost = current
+        if isinstance(current, urllib3.exceptions.NameResolutionError):
+            return "could not resolve host"
+        if isinstance(current, (http.client.IncompleteRead, urllib3.exceptions.IncompleteRead)):
+            return "body shorter than its Content-Length"
+        if isinstance(current, http.client.RemoteDisconnected):
+            return "server closed the connection without a response"
+        if isinstance(current, OSError) and current.errno:
+            return os.strerror(current.errno).lower()
+        reason = getattr(current, "reason", None)
+        links = [reason, current.__cause__, current.__context__, *current.args]
+        pending.extend(link for link in links if isinstance(link, BaseException))
+    return type(innermost).__name__

@@ -1,0 +1,91 @@
+"""Storage URLs (``s3://``, ``gs://``, ``abfs://``, ...) read through fsspec, which is imported on first use."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from typing import Any
+
+from ..errors import SourceError
+from .deadline import run_with_timeout
+from .http import _connection_detail
+from .local import file_error
+
+
+class StorageReader:
+    """Reads objects through one cached fsspec file system per protocol; thread-safe.
+
+    ``storage_options`` are the fsspec options per protocol with their ``env:NAME``
+    references already resolved.
+    """
+
+    def __init__(self, max_bytes: int, timeout: float, storage_options: dict[str, dict[str, Any]]) -> None:
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self._storage_options = storage_options
+        self._filesystems: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def filesystem(self, protocol: str) -> Any:
+        with self._lock:
+            fs = self._filesystems.get(protocol)
+        if fs is not None:
+            return fs
+        try:
+            import fsspec
+        except ImportError:
+            raise SourceError("unsupported_scheme",
+                              f"{protocol}: needs fsspec: pip install 'sparkimg_ml[cloud]'") from None
+        try:
+            implementation = fsspec.get_filesystem_class(protocol)
+            # Options given for an alias (s3 for s3a, gs for gcs, abfs for az) apply too.
+            aliases = implementation.protocol
+            names = [protocol] + ([aliases] if isinstance(aliases, str) else list(aliases))
+            options: dict[str, Any] = next(
+                (self._storage_options[n] for n in names if n in self._storage_options), {})
+            fs = fsspec.filesystem(protocol, **options)
+        except ImportError as exc:
+            raise SourceError("unsupported_scheme", f"{protocol}: {exc}") from None
+        except ValueError:
+            raise SourceError("unsupported_scheme", f"{protocol}: is not an fsspec protocol") from None
+        with self._lock:
+            return self._filesystems.setdefault(protocol, fs)
+
+    def read(self, source: str, protocol: str, deadline: float) -> bytes:
+        if "::" in source:  # chained URLs could reach local files or other protocols
+            raise SourceError("unsupported_scheme", "chained fsspec URLs (::) are not read")
+        fs = self.filesystem(protocol)
+        path = fs._strip_protocol(source)
+        abandoned = threading.Event()
+        try:
+            return run_with_timeout(lambda: self._read_object(fs, path, abandoned),
+                                     deadline - time.monotonic())
+        except concurrent.futures.TimeoutError:
+            abandoned.set()  # the reading thread stops at its next chunk
+            raise SourceError("timeout", f"storage read not complete within {self.timeout:g}s") from None
+
+    def _read_object(self, fs: Any, path: str, abandoned: threading.Event) -> bytes:
+        limit = self.max_bytes
+        try:
+            with fs.open(path, "rb") as handle:
+                size = getattr(handle, "size", None)
+                if isinstance(size, int) and size > limit:
+                    raise SourceError("too_large", f"{size} bytes > maxBytes {limit}")
+                parts: list[bytes] = []
+                total = 0
+                while not abandoned.is_set():
+                    chunk = handle.read(min(4 * 1024 * 1024, limit + 1 - total))
+                    if not chunk:
+                        return b"".join(parts)
+                    total += len(chunk)
+                    if total > limit:
+                        raise SourceError("too_large", f"more than maxBytes {limit}")
+                    parts.append(chunk)
+                raise SourceError("timeout", "storage read abandoned at the deadline")
+        except OSError as exc:
+            raise file_error(path, exc) or SourceError(
+                "storage", f"{type(exc).__name__}: {_connection_detail(exc)}") from None
+        except ValueError:  # back-ends refuse paths that name no object (s3fs: a bare bucket)
+            raise SourceError("invalid_source", f"{path} is not an object path") from None
+
