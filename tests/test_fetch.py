@@ -94,7 +94,7 @@ def test_fetch_options_reject_bad_values(bad, error):
 
 @pytest.mark.parametrize("address", [
     "169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254", "100.100.100.200", "0.0.0.0",
-    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "224.0.0.1",
+    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "224.0.0.1", "192.0.0.192",
 ])
 def test_policy_refuses_link_local_and_metadata_addresses_by_default(address):
     with pytest.raises(SourceError, match="^blocked: .*link-local or metadata"):
@@ -134,6 +134,64 @@ def test_policy_allow_list_never_unblocks_metadata_addresses():
     policy = NetworkPolicy(allowed_hosts=["169.254.0.0/16", "metadata.internal"])
     with pytest.raises(SourceError, match="metadata"):
         policy.permitted("metadata.internal", [ip_address("169.254.169.254")])
+
+
+_METADATA_URLS = [
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token",
+    "http://METADATA.Google.Internal./computeMetadata/v1/", "http://metadata.goog/computeMetadata/v1/",
+    "http://metadata/computeMetadata/v1/", "https://metadata.google.internal:8443/x",
+    "http://sub.metadata.google.internal/x", "http://metadata.azure.com/metadata/instance",
+    "http://instance-data/latest/meta-data/", "http://instance-data.ec2.internal/latest/api/token",
+    "http://instance-data.eu-west-1.compute.internal/latest/meta-data/",
+    "http://metadata.tencentyun.com/latest/meta-data/", "http://api.metadata.cloud.ibm.com/metadata/v1/instance",
+    "http://metadata.platformequinix.com/metadata", "http://metadata.packet.net/metadata",
+]
+
+
+@pytest.fixture
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Replaces the resolver with one that records the names it is asked and answers none.
+
+    IP literals, which urllib3 also passes through ``getaddrinfo``, still work (they need no query).
+    """
+    calls: list[tuple] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolver(host: str, *args: object, **kwargs: object) -> list:
+        try:
+            ip_address(host)
+        except ValueError:
+            calls.append((host, *args))
+            raise socket.gaierror(socket.EAI_NONAME, "resolver called") from None
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    return calls
+
+
+@pytest.mark.parametrize("url", _METADATA_URLS)
+@pytest.mark.parametrize("allowed_hosts", [[], ["*.internal", "metadata", "*.goog", "*.com", "*.net",
+                                                "instance-data", "203.0.113.0/24"]])
+def test_fetch_refuses_cloud_metadata_host_names_before_any_dns_query(url, allowed_hosts, no_dns):
+    with fetcher(allowed_hosts=allowed_hosts) as fetch:
+        error = failure(fetch, url)
+    assert error.code == "blocked" and error.detail.endswith(", a cloud metadata host name")
+    assert no_dns == []
+
+
+def test_fetch_refuses_a_redirect_to_a_metadata_host_name_before_any_dns_query(server, no_dns):
+    hop = server.url("/redirect-to?url=" + quote("http://metadata.google.internal/computeMetadata/v1/", safe=""))
+    with fetcher() as fetch:
+        assert failure(fetch, hop).reason == "blocked: metadata.google.internal, a cloud metadata host name"
+    assert no_dns == []
+
+
+@pytest.mark.parametrize("host", ["metadata.example.com", "mymetadata.goog.example", "instance-data.example.org",
+                                  "metadata-google-internal.example"])
+def test_metadata_name_check_leaves_other_names_to_the_resolver(host, no_dns):
+    with fetcher(max_retries=0) as fetch:
+        assert failure(fetch, f"http://{host}/a.png").reason == "connection: could not resolve host"
+    assert [call[0] for call in no_dns] == [host]
 
 
 @pytest.mark.parametrize("rule", ["http://example.com", "example.com/path", "exa mple.com", "*", "a.*.com"])

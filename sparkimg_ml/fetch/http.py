@@ -123,8 +123,9 @@ class _Guard:
     def new_socket(self, conn: HTTPConnection, connect: Callable[[], socket.socket]) -> socket.socket:
         """Resolve, check and connect to a permitted address of ``conn``'s host."""
         host = conn._dns_host
-        if self.policy.refuses_name(host):
-            raise SourceError("blocked", f"{host}, not in allowedHosts")
+        refusal = self.policy.name_refusal(host)
+        if refusal:
+            raise SourceError("blocked", f"{host}, {refusal}")
         candidates = self.resolve(conn, host)
         permitted = set(map(str, self.policy.permitted(host, [a for a, _ in candidates])))
         last_error: Exception | None = None

@@ -15,12 +15,30 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]  # noqa: UP007
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007
 
 #: Always refused: "this network", link-local (cloud metadata at 169.254.169.254),
-#: Alibaba's metadata address, multicast and reserved ranges, and the IPv6
-#: unspecified, link-local, AWS metadata (fd00:ec2::254) and multicast addresses.
+#: Alibaba Cloud's (100.100.100.200) and Oracle Cloud Classic's (192.0.0.192) metadata
+#: addresses, multicast and reserved ranges, and the IPv6 unspecified, link-local,
+#: AWS metadata (fd00:ec2::254) and multicast addresses.
 ALWAYS_BLOCKED_NETWORKS = [ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "169.254.0.0/16", "100.100.100.200/32", "224.0.0.0/4", "240.0.0.0/4",
+    "0.0.0.0/8", "169.254.0.0/16", "100.100.100.200/32", "192.0.0.192/32", "224.0.0.0/4", "240.0.0.0/4",
     "::/128", "fe80::/10", "fd00:ec2::254/128", "ff00::/8",
 )]
+
+#: Host names of cloud instance-metadata services, refused by name before any DNS
+#: query (an allow-list cannot unblock them): Google Cloud (``metadata`` is the short
+#: name its resolvers answer), AWS, Azure, Tencent Cloud, IBM Cloud VPC, and Equinix
+#: Metal, whose metadata names resolve to public addresses the address check cannot
+#: tell apart. A sub-domain of a listed name is refused too.
+METADATA_HOST_NAMES = frozenset({
+    "metadata", "metadata.google.internal", "metadata.goog",
+    "instance-data", "instance-data.ec2.internal",
+    "metadata.azure.com", "metadata.azure.internal",
+    "metadata.tencentyun.com",
+    "api.metadata.cloud.ibm.com",
+    "metadata.platformequinix.com", "metadata.packet.net",
+})
+
+#: AWS names the metadata service ``instance-data.<region>.compute.internal`` too.
+_AWS_REGIONAL_METADATA = re.compile(r"instance-data\.[a-z0-9-]+\.compute\.internal")
 
 #: Refused when ``block_private_networks`` is on: private, shared (CGNAT),
 #: loopback and benchmarking ranges, IPv6 loopback and unique-local addresses.
@@ -62,12 +80,26 @@ class NetworkPolicy:
         return any(host == rule or (rule.startswith("*.") and fnmatch.fnmatchcase(host, rule))
                    for rule in self._names)
 
-    def refuses_name(self, host: str) -> bool:
-        """Whether ``host`` is refused by name alone: an allow-list of names only, not matching.
+    def name_refusal(self, host: str) -> str | None:
+        """Why ``host`` is refused by its name alone, before any DNS query is sent for it, or None.
 
-        Such hosts are refused before any DNS query is sent for them.
+        Cloud-metadata names are always refused; other names only by an allow-list
+        of names (with no network rule, under which any name might resolve inside).
+
+        Examples
+        --------
+        >>> NetworkPolicy().name_refusal("Metadata.Google.Internal.")
+        'a cloud metadata host name'
+        >>> NetworkPolicy(allowed_hosts=["*.example.com"]).name_refusal("example.org")
+        'not in allowedHosts'
+        >>> NetworkPolicy().name_refusal("images.example.com") is None
+        True
         """
-        return bool(self._names) and not self._networks and not self.host_listed(host)
+        if is_metadata_host_name(host):
+            return "a cloud metadata host name"
+        if self._names and not self._networks and not self.host_listed(host):
+            return "not in allowedHosts"
+        return None
 
     def refusal(self, host: str, address: IPAddress) -> str | None:
         """Why ``address`` (resolved from ``host``) is refused, or None."""
@@ -136,3 +168,18 @@ def _embedded_ipv4(address: IPAddress) -> list[IPAddress]:
         found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return found
 
+
+def is_metadata_host_name(host: str) -> bool:
+    """Whether ``host`` names a cloud instance-metadata service (or a sub-domain of one).
+
+    Examples
+    --------
+    >>> [is_metadata_host_name(h) for h in ("metadata.goog", "INSTANCE-DATA.", "x.metadata.google.internal",
+    ...                                     "instance-data.eu-west-1.compute.internal", "metadata.example.com")]
+    [True, True, True, True, False]
+    """
+    name = host.lower().strip("[]").rstrip(".")
+    if _AWS_REGIONAL_METADATA.fullmatch(name):
+        return True
+    labels = name.split(".")
+    return any(".".join(labels[i:]) in METADATA_HOST_NAMES for i in range(len(labels)))
