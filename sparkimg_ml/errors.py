@@ -28,7 +28,8 @@ REASON_CODES: dict[str, str] = {
     "not_found": "a local or storage path does not exist",
     "not_a_file": "a local path is a directory, FIFO, device or other non-regular file",
     "local_files_disabled": "the source is a local path but local-file reading is turned off",
-    "storage": "a storage (fsspec) backend failed to read the object",
+    "storage": "a storage (fsspec) backend raised an error, as 'storage: <Class>: <message>' with "
+               "credentials removed (e.g. storage: NoCredentialsError: Unable to locate credentials)",
     "decode": "the bytes are not an image in an accepted format, or are truncated/corrupt",
     "unsupported_format": "the image format is recognised but not accepted (e.g. EPS, PDF)",
     "too_many_pixels": "the image has more pixels than maxPixels (decompression-bomb guard)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import pickle
@@ -20,6 +21,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 import fsspec
+import pyarrow as pa
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 from hypothesis import HealthCheck, given, settings
@@ -615,6 +617,64 @@ def test_fetch_bounds_a_hanging_storage_read_by_the_deadline():
     with fetcher(storage_protocols=["stalling"], timeout=0.5) as fetch:
         assert failure(fetch, "stalling://x/a.png").code == "timeout"
     assert time.monotonic() - start < 1.5
+
+
+class _BackendBug(Exception):
+    """Not an OSError: what an auth library or a buggy back-end raises."""
+
+
+class _FailingFileSystem(MemoryFileSystem):
+    """A storage back-end whose reads raise an arbitrary exception quoting credentials."""
+
+    protocol = "failing"
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.secret = kwargs.pop("secret", "")
+        super().__init__(*args, **kwargs)
+
+    def _open(self, path, mode="rb", **kwargs):  # type: ignore[no-untyped-def]
+        raise _BackendBug("refused https://admin:hunter22@store.example/a.png?X-Amz-Signature=abcdef "
+                          f"with key AKIAIOSFODNN7EXAMPLE, secret {self.secret}, Authorization: Bearer eyJabc")
+
+
+class _BrokenFileSystem(MemoryFileSystem):
+    """A storage back-end that cannot even be created."""
+
+    protocol = "broken"
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no session: token=tok-123 expired")
+
+
+def test_fetch_turns_any_storage_backend_exception_into_a_redacted_storage_reason(monkeypatch):
+    fsspec.register_implementation("failing", _FailingFileSystem, clobber=True)
+    fsspec.register_implementation("broken", _BrokenFileSystem, clobber=True)
+    monkeypatch.setenv("SPARKIMG_TEST_STORE_SECRET", "sesame-" + uuid.uuid4().hex)
+    options = {"failing": {"secret": "env:SPARKIMG_TEST_STORE_SECRET", "skip_instance_cache": True}}
+    with fetcher(storage_protocols=["failing", "broken"], storage_options=options) as fetch:
+        failing = failure(fetch, "failing://bucket/a.png")
+        broken = failure(fetch, "broken://bucket/a.png")
+    assert failing.reason == (
+        "storage: _BackendBug: refused https://store.example/a.png?X-Amz-Signature=*** with key ***, "
+        "secret ***, Authorization: Bearer ***")
+    assert broken.reason == "storage: RuntimeError: no session: token=*** expired"
+    assert os.environ["SPARKIMG_TEST_STORE_SECRET"] not in failing.reason
+
+
+def test_a_failing_storage_backend_fails_the_row_not_the_task():
+    from sparkimg_ml import _udf
+    from sparkimg_ml.image_ops import ImageSpec
+
+    fsspec.register_implementation("failing", _FailingFileSystem, clobber=True)
+    MemoryFileSystem().pipe("/ok/a.png", PNG)
+    options = FetchOptions(storage_protocols=["failing", "memory"])
+    task = _udf.FeaturizeTask(ImageSpec(2, 2), options, _udf.SOURCE, "keep", "url")
+    batch = next(_udf.featurize_batches([pa.array(["failing://bucket/a.png", "memory:///ok/a.png"])], task))
+    errors = batch.field("error").to_pylist()
+    assert errors[0].startswith("storage: _BackendBug: refused https://store.example/") and errors[1] is None
+    erroring = dataclasses.replace(task, handle_invalid="error")
+    with pytest.raises(_udf.ImageFeaturizationError, match=r"url=failing://bucket/a.png: storage: _BackendBug: "):
+        next(_udf.featurize_batches([pa.array(["failing://bucket/a.png"])], erroring))
 
 
 # --------------------------------------------------------------------------- Params

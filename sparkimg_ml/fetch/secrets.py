@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
+
+from ..errors import redact_source
 
 #: Header names whose values are credentials: dropped when a redirect leaves the
 #: first origin, and only accepted as ``env:NAME`` references in the ``headers`` Param.
@@ -81,3 +84,57 @@ def resolve_options(value: Any, where: str) -> Any:
         return [resolve_options(v, where) for v in value]
     return value
 
+
+
+def secret_values(options: Any) -> list[str]:
+    """The credential values in resolved storage options, at any depth (for :func:`redact_secrets`).
+
+    Examples
+    --------
+    >>> secret_values({"s3": {"key": "AKIA1", "secret": "s3cr3t", "region": "eu"}, "abfs": {"anon": True}})
+    ['AKIA1', 's3cr3t']
+    """
+    found: list[str] = []
+    if isinstance(options, dict):
+        for name, value in options.items():
+            if is_secret_option(str(name), value):
+                found.append(value)
+            else:
+                found.extend(secret_values(value))
+    elif isinstance(options, list):
+        for value in options:
+            found.extend(secret_values(value))
+    return found
+
+
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>,;()]+")
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<name>[\w.-]*(?:token|secret|password|passwd|credential|signature|sig|api[_-]?key|access[_-]?key"
+    r"|account[_-]?key|sas)[\w.-]*)(?P<sep>\s*[=:]\s*['\"]?)(?P<value>[^\s'\",;&]+)",
+    re.IGNORECASE,
+)
+_AUTH_SCHEME_VALUE = re.compile(r"\b(Bearer|Basic|Token|SharedKey|AWS4-HMAC-SHA256)\s+[^\s'\",;]+", re.IGNORECASE)
+_CLOUD_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}\b")
+
+
+def redact_secrets(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` (an exception message) with credentials replaced by ``***``.
+
+    Removed: the given secret values, user-info and secret query values of URLs,
+    ``name=value``/``name: value`` pairs whose name says token, secret, password,
+    key, signature or credential, ``Bearer``/``Basic`` values and AWS key ids.
+
+    Examples
+    --------
+    >>> redact_secrets("denied for AKIAIOSFODNN7EXAMPLE at https://u:pw@h/o?X-Amz-Signature=abc, token=xyz")
+    'denied for *** at https://h/o?X-Amz-Signature=***, token=***'
+    >>> redact_secrets("bad key s3cr3t-value", ["s3cr3t-value"])
+    'bad key ***'
+    """
+    for value in sorted(secrets, key=len, reverse=True):
+        if len(value) >= 4:  # a shorter value would blank out ordinary words
+            text = text.replace(value, "***")
+    text = _URL_IN_TEXT.sub(lambda m: redact_source(m.group(0), max_length=len(m.group(0))), text)
+    text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group('name')}{m.group('sep')}***", text)
+    text = _AUTH_SCHEME_VALUE.sub(lambda m: f"{m.group(1)} ***", text)
+    return _CLOUD_KEY_ID.sub("***", text)

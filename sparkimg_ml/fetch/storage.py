@@ -1,4 +1,11 @@
-"""Storage URLs (``s3://``, ``gs://``, ``abfs://``, ...) read through fsspec, which is imported on first use."""
+"""Storage URLs (``s3://``, ``gs://``, ``abfs://``, ...) read through fsspec, which is imported on first use.
+
+A storage back-end may raise anything (botocore's ``NoCredentialsError``, an
+auth library's error, a bug); every exception it raises becomes a per-row
+``SourceError``: ``not_found``/``permission_denied``/``not_a_file`` where the
+cause is known, else ``storage: <Class>: <message>`` with credentials removed
+from the message.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,8 @@ from typing import Any
 
 from ..errors import SourceError
 from .deadline import run_with_timeout
-from .http import _connection_detail
 from .local import file_error
+from .secrets import redact_secrets, secret_values
 
 
 class StorageReader:
@@ -24,6 +31,7 @@ class StorageReader:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self._storage_options = storage_options
+        self._secrets = secret_values(storage_options)
         self._filesystems: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -49,6 +57,8 @@ class StorageReader:
             raise SourceError("unsupported_scheme", f"{protocol}: {exc}") from None
         except ValueError:
             raise SourceError("unsupported_scheme", f"{protocol}: is not an fsspec protocol") from None
+        except Exception as exc:  # noqa: BLE001 - a back-end failing to start fails this row, not the job
+            raise self._backend_error(exc) from None
         with self._lock:
             return self._filesystems.setdefault(protocol, fs)
 
@@ -56,7 +66,10 @@ class StorageReader:
         if "::" in source:  # chained URLs could reach local files or other protocols
             raise SourceError("unsupported_scheme", "chained fsspec URLs (::) are not read")
         fs = self.filesystem(protocol)
-        path = fs._strip_protocol(source)
+        try:
+            path = fs._strip_protocol(source)
+        except Exception as exc:  # noqa: BLE001
+            raise self._backend_error(exc) from None
         abandoned = threading.Event()
         try:
             return run_with_timeout(lambda: self._read_object(fs, path, abandoned),
@@ -83,9 +96,17 @@ class StorageReader:
                         raise SourceError("too_large", f"more than maxBytes {limit}")
                     parts.append(chunk)
                 raise SourceError("timeout", "storage read abandoned at the deadline")
+        except SourceError:
+            raise
         except OSError as exc:
-            raise file_error(path, exc) or SourceError(
-                "storage", f"{type(exc).__name__}: {_connection_detail(exc)}") from None
+            raise file_error(path, exc) or self._backend_error(exc) from None
         except ValueError:  # back-ends refuse paths that name no object (s3fs: a bare bucket)
             raise SourceError("invalid_source", f"{path} is not an object path") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. NoCredentialsError: this row fails, not the job
+            raise self._backend_error(exc) from None
+
+    def _backend_error(self, exc: Exception) -> SourceError:
+        """``storage: <Class>: <message>``, credentials removed from the message."""
+        message = redact_secrets(str(exc), self._secrets)
+        return SourceError("storage", f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
