@@ -19,7 +19,8 @@ REASON_CODES: dict[str, str] = {
     "missing": "the source is null or empty",
     "http_4xx": "the server answered with a 4xx status (the code names it, e.g. http_404)",
     "http_5xx": "the server answered with a 5xx status after all retries (e.g. http_503)",
-    "timeout": "connecting or reading took longer than the configured timeout or deadline",
+    "timeout": "connecting or reading (HTTP, local file, storage) took longer than the configured timeout or "
+               "deadline, or too many earlier reads are still blocked past theirs",
     "connection": "the connection failed (refused, reset, DNS failure, body shorter than announced)",
     "too_large": "the body is larger than maxBytes",
     "too_many_redirects": "more redirects than allowed, or a redirect loop",

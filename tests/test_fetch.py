@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import pickle
@@ -13,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from pathlib import Path
@@ -36,6 +38,9 @@ from sparkimg_ml._fetch_params import (
 from sparkimg_ml._version import __version__
 from sparkimg_ml.errors import SourceError
 from sparkimg_ml.fetch import Fetcher, FetchOptions, NetworkPolicy, parse_host_rule
+from sparkimg_ml.fetch import fetcher as fetcher_module
+from sparkimg_ml.fetch import local as local_reader
+from sparkimg_ml.fetch.deadline import BLOCKING_CALLS, BlockingCalls
 from sparkimg_ml.fetch.http import _HostSlots
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -533,6 +538,82 @@ def test_fetch_refuses_file_uris_on_other_hosts():
         assert failure(fetch, "file://server/share/a.png").code == "unsupported_scheme"
 
 
+@pytest.fixture
+def hung_fifos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Path]]:
+    """Makes FIFOs nobody writes to, opened the way a hung network mount behaves: the open blocks.
+
+    The local reader opens with ``O_NONBLOCK`` so that a real FIFO is refused at once; a
+    blocking open stands in for a file system that never answers. At the end every FIFO
+    gets a writer, so the reader threads left blocked return.
+    """
+    monkeypatch.setattr(local_reader, "_OPEN_FLAGS", os.O_RDONLY)
+    made: list[Path] = []
+
+    def make() -> Path:
+        path = tmp_path / f"hung-{len(made)}"
+        os.mkfifo(path)
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # no reader left: ENXIO
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    stop = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < stop, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_fetch_bounds_a_hung_local_read_by_the_deadline(hung_fifos):
+    fifo = hung_fifos()
+    start = time.monotonic()
+    with fetcher(timeout=0.5) as fetch:
+        error = failure(fetch, str(fifo))
+    elapsed = time.monotonic() - start
+    assert error.reason == f"timeout: {fifo}: local read not complete by the deadline (timeout 0.5s)"
+    assert 0.45 < elapsed < 1.0
+
+
+def test_abandoned_reads_are_capped_and_new_ones_fail_fast_until_they_return(hung_fifos, tmp_path, monkeypatch):
+    calls = BlockingCalls(max_abandoned=2)
+    monkeypatch.setattr(fetcher_module, "BLOCKING_CALLS", calls)
+    fifos = [hung_fifos() for _ in range(3)]
+    image = tmp_path / "a.png"
+    image.write_bytes(PNG)
+    with fetcher(timeout=0.3) as fetch:
+        for fifo in fifos[:2]:
+            assert failure(fetch, str(fifo)).reason.endswith("local read not complete by the deadline (timeout 0.3s)")
+        assert calls.abandoned == 2
+        start = time.monotonic()
+        refused = failure(fetch, str(fifos[2]))
+        assert time.monotonic() - start < 0.1
+        assert refused.reason == (f"timeout: {fifos[2]}: local read not started: 2 earlier reads are still blocked "
+                                  "past their deadline (an unresponsive file system or storage back-end?) "
+                                  "(timeout 0.3s)")
+        assert failure(fetch, str(image)).code == "timeout"  # every local read is refused while the cap holds
+        for fifo in fifos[:2]:  # the file system answers again
+            os.close(os.open(fifo, os.O_WRONLY))
+        _wait_for(lambda: calls.abandoned == 0)
+        assert fetch.fetch(str(image)) == PNG
+
+
+def test_blocking_calls_reuse_their_threads():
+    calls = BlockingCalls()
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(lambda i: calls.run(lambda: i, time.monotonic() + 5, "add"), range(400))) == 79800
+    runners = [t for t in threading.enumerate() if t.name == "sparkimg_ml-blocking"]
+    assert len(runners) <= 8 + BLOCKING_CALLS.abandoned  # at most a few per caller thread, not one per call
+
+
+def test_blocking_calls_hand_back_the_call_exception():
+    with pytest.raises(ZeroDivisionError):
+        BlockingCalls().run(lambda: 1 / 0, time.monotonic() + 5, "divide")
+
+
 # --------------------------------------------------------------------------- data: URIs
 
 
@@ -675,6 +756,44 @@ def test_a_failing_storage_backend_fails_the_row_not_the_task():
     erroring = dataclasses.replace(task, handle_invalid="error")
     with pytest.raises(_udf.ImageFeaturizationError, match=r"url=failing://bucket/a.png: storage: _BackendBug: "):
         next(_udf.featurize_batches([pa.array(["failing://bucket/a.png"])], erroring))
+
+
+class _SlowStartFileSystem(MemoryFileSystem):
+    """A storage back-end that hangs while it is created (e.g. fetching credentials)."""
+
+    protocol = "slowstart"
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(3)
+        super().__init__(*args, **kwargs)
+
+
+class _DrippingFileSystem(MemoryFileSystem):
+    """A storage back-end that returns one byte per read, each after 0.1 s."""
+
+    protocol = "dripping"
+
+    def _open(self, path, mode="rb", **kwargs):  # type: ignore[no-untyped-def]
+        class Dripping(io.BytesIO):
+            size = None
+
+            def read(self, size=-1):  # type: ignore[no-untyped-def]
+                time.sleep(0.1)
+                return super().read(1)
+
+        return Dripping(bytes(1000))
+
+
+@pytest.mark.parametrize("protocol", ["slowstart", "dripping"])
+def test_fetch_bounds_slow_storage_back_ends_by_the_deadline(protocol):
+    fsspec.register_implementation("slowstart", _SlowStartFileSystem, clobber=True)
+    fsspec.register_implementation("dripping", _DrippingFileSystem, clobber=True)
+    start = time.monotonic()
+    with fetcher(storage_protocols=[protocol], storage_options={protocol: {"skip_instance_cache": True}},
+                 timeout=0.5) as fetch:
+        assert failure(fetch, f"{protocol}://x/a.png").reason == (
+            "timeout: storage read not complete by the deadline (timeout 0.5s)")
+    assert 0.45 < time.monotonic() - start < 1.0
 
 
 # --------------------------------------------------------------------------- Params

@@ -1,15 +1,21 @@
-"""Deadlines: running blocking calls that have none of their own, and cutting HTTP exchanges that overrun."""
+"""Deadlines: running blocking calls that have none of their own, and cutting HTTP exchanges that overrun.
+
+A thread blocked in a system call (a read on a hung network mount, a DNS query,
+a storage client waiting on its socket) cannot be interrupted from Python, so
+such calls run on a thread of their own that the caller stops waiting for at
+its deadline (:class:`BlockingCalls`). HTTP exchanges need no extra thread: the
+:class:`Watchdog` shuts their socket at the deadline, which ends any read.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
 import heapq
 import itertools
 import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .http import _GuardedConnection
@@ -17,26 +23,126 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def run_with_timeout(fn: Callable[[], T], timeout: float) -> T:
-    """Run ``fn`` on a daemon thread and wait at most ``timeout`` seconds for it.
+#: Blocking calls abandoned at their deadline that may still be running in one
+#: process before new ones are refused (see :class:`BlockingCalls`).
+MAX_ABANDONED_CALLS = 32
 
-    For blocking calls with no deadline of their own (DNS resolution, storage
-    back-ends): on time-out the call is abandoned and finishes or fails in the
-    background within its back-end's own limits. Raises
-    ``concurrent.futures.TimeoutError``; exceptions of ``fn`` are re-raised here.
+
+class CallTimeout(TimeoutError):
+    """A :meth:`BlockingCalls.run` call was not done by its deadline, or not started (too many abandoned)."""
+
+
+class _Call:
+    """One blocking call handed to a :class:`BlockingCalls` thread, and its outcome."""
+
+    __slots__ = ("fn", "done", "result", "error", "abandoned")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
+class _Runner:
+    """A daemon thread that runs one call after another; it ends after ``idle_seconds`` without work."""
+
+    __slots__ = ("call", "wake")
+
+    def __init__(self, call: _Call) -> None:
+        self.call: _Call | None = call
+        self.wake = threading.Event()
+
+
+class BlockingCalls:
+    """Runs calls that have no deadline of their own (file reads, storage back-ends, DNS) under one.
+
+    Each call runs on a reusable daemon thread while the caller waits at most
+    until its deadline. A call still running then is *abandoned*: the caller
+    gets :class:`CallTimeout` and the thread finishes (or stays blocked,
+    e.g. on a hung network mount) in the background. At most
+    ``max_abandoned`` abandoned calls may be outstanding: past that, new calls
+    fail at once instead of tying up yet another thread, until some of the
+    abandoned ones return. Daemon threads never hold up the interpreter's exit.
+
+    Examples
+    --------
+    >>> calls = BlockingCalls(max_abandoned=2)
+    >>> calls.run(lambda: 6 * 7, time.monotonic() + 1.0, "answer")
+    42
+    >>> calls.run(lambda: time.sleep(1), time.monotonic() + 0.05, "nap")
+    Traceback (most recent call last):
+    ...
+    sparkimg_ml.fetch.deadline.CallTimeout: nap not complete by the deadline
     """
-    future: concurrent.futures.Future = concurrent.futures.Future()
 
-    def run() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, which re-raises it
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+    def __init__(self, max_abandoned: int = MAX_ABANDONED_CALLS, idle_seconds: float = 30.0) -> None:
+        self.max_abandoned = max_abandoned
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._idle: list[_Runner] = []
+        self._abandoned = 0
 
-    threading.Thread(target=run, name="sparkimg_ml-deadline", daemon=True).start()
-    return future.result(timeout=max(timeout, 0.0))
+    @property
+    def abandoned(self) -> int:
+        """Abandoned calls still running."""
+        return self._abandoned
+
+    def run(self, fn: Callable[[], T], deadline: float, what: str) -> T:
+        """``fn()``, or :class:`CallTimeout` naming ``what`` if it is not done by ``deadline``.
+
+        Exceptions raised by ``fn`` are raised here.
+        """
+        call = _Call(fn)
+        with self._lock:
+            if self._abandoned >= self.max_abandoned:
+                raise CallTimeout(
+                    f"{what} not started: {self._abandoned} earlier reads are still blocked past their "
+                    "deadline (an unresponsive file system or storage back-end?)")
+            runner = self._idle.pop() if self._idle else None
+            if runner is not None:
+                runner.call = call
+                runner.wake.set()
+        if runner is None:
+            runner = _Runner(call)
+            threading.Thread(target=self._serve, args=(runner,), name="sparkimg_ml-blocking", daemon=True).start()
+        if not call.done.wait(max(deadline - time.monotonic(), 0.0)):
+            with self._lock:
+                if not call.done.is_set():
+                    call.abandoned = True
+                    self._abandoned += 1
+            if call.abandoned:
+                raise CallTimeout(f"{what} not complete by the deadline")
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _serve(self, runner: _Runner) -> None:
+        while True:
+            call = runner.call
+            assert call is not None
+            try:
+                call.result = call.fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, which re-raises it
+                call.error = exc
+            with self._lock:
+                call.done.set()
+                if call.abandoned:
+                    self._abandoned -= 1
+                runner.call = None
+                runner.wake.clear()
+                self._idle.append(runner)
+            if not runner.wake.wait(self.idle_seconds):
+                with self._lock:
+                    if runner.call is None:  # not handed a call meanwhile
+                        self._idle.remove(runner)
+                        return
+
+
+#: The process's blocking-call threads: abandoned calls are a resource of the
+#: process, so every fetcher shares one cap.
+BLOCKING_CALLS = BlockingCalls()
 
 
 class Watchdog:

@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import SourceError
 from .data_uri import read_data_uri
+from .deadline import BLOCKING_CALLS, CallTimeout
 from .http import HttpClient
 from .local import read_local
 from .options import FetchOptions
@@ -76,9 +77,9 @@ class Fetcher:
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
                 raise SourceError("unsupported_scheme", "file:// URIs on another host are not read")
-            return self._read_local(unquote(parts.path))
+            return self._read_local(unquote(parts.path), deadline)
         if scheme == "" or (len(scheme) == 1 and os.name == "nt"):  # a path, or a drive letter
-            return self._read_local(source)
+            return self._read_local(source, deadline)
         if scheme in self.options.storage_protocols:
             return self._storage.read(source, scheme, deadline)
         raise SourceError(
@@ -88,10 +89,14 @@ class Fetcher:
                if self.options.storage_protocols else ""),
         )
 
-    def _read_local(self, path: str) -> bytes:
+    def _read_local(self, path: str, deadline: float) -> bytes:
         if not self.options.allow_local_files:
             raise SourceError("local_files_disabled", "set allowLocalFiles=True to read local paths")
-        return read_local(path, self.options.max_bytes)
+        # On a thread of its own: a read from a hung network mount blocks in the kernel.
+        try:
+            return BLOCKING_CALLS.run(lambda: read_local(path, self.options.max_bytes), deadline, "local read")
+        except CallTimeout as exc:
+            raise SourceError("timeout", f"{path}: {exc} (timeout {self.options.timeout:g}s)") from None
 
     def close(self) -> None:
         """Close pooled connections and stop the watchdog thread."""

@@ -27,7 +27,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import email.utils
 import http
 import http.client
@@ -52,7 +51,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .._version import __version__
 from ..errors import SourceError
-from .deadline import Watchdog, run_with_timeout
+from .deadline import BLOCKING_CALLS, CallTimeout, Watchdog
 from .options import FetchOptions
 from .policy import IPAddress, NetworkPolicy
 from .secrets import SENSITIVE_HEADERS
@@ -106,10 +105,10 @@ class _Guard:
         limit = min(conn.timeout if isinstance(conn.timeout, (int, float)) else math.inf,
                     self.deadline() - time.monotonic())
         try:
-            infos = run_with_timeout(
-                lambda: socket.getaddrinfo(host, conn.port, type=socket.SOCK_STREAM), limit)
-        except concurrent.futures.TimeoutError:
-            raise urllib3.exceptions.ConnectTimeoutError(conn, f"resolving {host} timed out") from None
+            infos = BLOCKING_CALLS.run(lambda: socket.getaddrinfo(host, conn.port, type=socket.SOCK_STREAM),
+                                       time.monotonic() + limit, f"resolving {host}")
+        except CallTimeout as exc:
+            raise urllib3.exceptions.ConnectTimeoutError(conn, str(exc)) from None
         except socket.gaierror as exc:
             raise urllib3.exceptions.NameResolutionError(host, conn, exc) from exc
         found: list[tuple[IPAddress, str]] = []

@@ -7,9 +7,16 @@ import stat
 
 from ..errors import SourceError
 
+# O_NONBLOCK: opening a FIFO must not wait for a writer; checking the type on
+# the open descriptor (not the path) leaves no window to swap the file.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
 
 def read_local(path: str, max_bytes: int) -> bytes:
     """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
+
+    It blocks as long as the file system does: the caller bounds it by its
+    deadline (see :class:`~sparkimg_ml.fetch.deadline.BlockingCalls`).
 
     Examples
     --------
@@ -20,11 +27,8 @@ def read_local(path: str, max_bytes: int) -> bytes:
     """
     if "\0" in path:
         raise SourceError("invalid_source", "NUL character in a local path")
-    # O_NONBLOCK: opening a FIFO must not wait for a writer; checking the type on
-    # the open descriptor (not the path) leaves no window to swap the file.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         raise file_error(path, exc) or SourceError("io_error", f"{path}: {os.strerror(exc.errno or 0)}") \
             from None

@@ -9,13 +9,11 @@ from the message.
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
-import time
 from typing import Any
 
 from ..errors import SourceError
-from .deadline import run_with_timeout
+from .deadline import BLOCKING_CALLS, CallTimeout
 from .local import file_error
 from .secrets import redact_secrets, secret_values
 
@@ -65,20 +63,21 @@ class StorageReader:
     def read(self, source: str, protocol: str, deadline: float) -> bytes:
         if "::" in source:  # chained URLs could reach local files or other protocols
             raise SourceError("unsupported_scheme", "chained fsspec URLs (::) are not read")
+        abandoned = threading.Event()
+        try:
+            # Creating the file system is bounded too: some back-ends reach the network for credentials.
+            return BLOCKING_CALLS.run(lambda: self._read_object(protocol, source, abandoned), deadline,
+                                      "storage read")
+        except CallTimeout as exc:
+            abandoned.set()  # the reading thread stops at its next chunk
+            raise SourceError("timeout", f"{exc} (timeout {self.timeout:g}s)") from None
+
+    def _read_object(self, protocol: str, source: str, abandoned: threading.Event) -> bytes:
         fs = self.filesystem(protocol)
         try:
             path = fs._strip_protocol(source)
         except Exception as exc:  # noqa: BLE001
             raise self._backend_error(exc) from None
-        abandoned = threading.Event()
-        try:
-            return run_with_timeout(lambda: self._read_object(fs, path, abandoned),
-                                     deadline - time.monotonic())
-        except concurrent.futures.TimeoutError:
-            abandoned.set()  # the reading thread stops at its next chunk
-            raise SourceError("timeout", f"storage read not complete within {self.timeout:g}s") from None
-
-    def _read_object(self, fs: Any, path: str, abandoned: threading.Event) -> bytes:
         limit = self.max_bytes
         try:
             with fs.open(path, "rb") as handle:
