@@ -11,6 +11,7 @@ import os
 import pickle
 import resource
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from urllib.parse import quote
 import fsspec
 import pyarrow as pa
 import pytest
+import trustme
 from fsspec.implementations.memory import MemoryFileSystem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -398,6 +400,29 @@ def test_fetch_sends_the_default_user_agent(server):
     assert "Cookie" not in echoed and "Authorization" not in echoed
 
 
+def test_fetch_asks_for_any_type_and_the_encodings_it_decodes(server):
+    with fetcher() as fetch:
+        echoed = json.loads(fetch.fetch(server.url("/echo-headers")))
+    assert echoed["Accept"] == "*/*" and "gzip" in echoed["Accept-Encoding"]
+
+
+def test_fetch_never_keeps_or_sends_cookies(server):
+    with fetcher() as fetch:
+        assert fetch.fetch(server.url("/set-cookie")) == PNG
+        echoed = json.loads(fetch.fetch(server.url("/echo-headers")))
+    assert "Cookie" not in echoed
+
+
+def test_fetch_sends_url_user_info_as_basic_auth_to_that_origin_only(server):
+    with_user = f"http://user:p%40ss@127.0.0.1:{server.port}"
+    other = f"http://localhost:{server.port}/echo-headers"
+    with fetcher() as fetch:
+        echoed = json.loads(fetch.fetch(with_user + "/echo-headers"))
+        redirected = json.loads(fetch.fetch(with_user + "/redirect-to?url=" + quote(other, safe="")))
+    assert echoed["Authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
+    assert "Authorization" not in redirected
+
+
 def test_fetch_sends_configured_headers_and_resolves_env_references(server, monkeypatch):
     monkeypatch.setenv("SPARKIMG_TEST_TOKEN", "Bearer s3cret")
     with fetcher(headers={"User-Agent": "probe/1", "Authorization": "env:SPARKIMG_TEST_TOKEN"}) as fetch:
@@ -422,6 +447,38 @@ def test_fetch_keeps_credentials_on_same_origin_redirects_and_drops_them_across_
     assert kept["Authorization"] == "Bearer abc" and kept["Cookie"] == "session=1"
     assert "Authorization" not in dropped and "Cookie" not in dropped
     assert dropped["X-Team"] == "vision"
+
+
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[tuple[FaultServer, str]]:
+    """An HTTPS fault server whose certificate (for 127.0.0.1 and localhost) a test CA signed; and that CA's file."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with FaultServer(tls=context) as running, authority.cert_pem.tempfile() as ca_file:
+        yield running, ca_file
+
+
+def test_fetch_verifies_tls_certificates_against_the_configured_bundle(tls_server, monkeypatch):
+    server, ca_file = tls_server
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    with fetcher(max_retries=0) as fetch:  # certifi's bundle does not know the test CA
+        assert failure(fetch, server.url("/image.png")).reason == (
+            "connection: TLS failed: certificate verify failed: unable to get local issuer certificate")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    with fetcher() as fetch:
+        assert fetch.fetch(server.url("/image.png")) == PNG
+        assert fetch.fetch(f"https://localhost:{server.port}/image.png") == PNG  # host names are verified too
+        assert failure(fetch, server.url("/status/404")).code == "http_404"
+
+
+def test_fetch_checks_the_address_of_tls_hosts_too(tls_server, monkeypatch):
+    server, ca_file = tls_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    with fetcher(block_private_networks=True) as fetch:
+        assert failure(fetch, f"https://localhost:{server.port}/image.png").reason.startswith(
+            "blocked: localhost resolves to ")
 
 
 def test_fetch_caps_connections_per_host(server):

@@ -169,7 +169,10 @@ class Watchdog:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="sparkimg_ml-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif self._heap[0][1] == token:
+                # The watchdog sleeps until the earliest deadline; wake it only when that changed
+                # (deadlines mostly grow, so most requests cost it no wake-up).
+                self._cond.notify()
         return token
 
     def unwatch(self, token: int) -> None:
