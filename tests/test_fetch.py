@@ -42,7 +42,7 @@ from sparkimg_ml.errors import SourceError
 from sparkimg_ml.fetch import Fetcher, FetchOptions, NetworkPolicy, parse_host_rule
 from sparkimg_ml.fetch import fetcher as fetcher_module
 from sparkimg_ml.fetch import local as local_reader
-from sparkimg_ml.fetch.deadline import BLOCKING_CALLS, BlockingCalls
+from sparkimg_ml.fetch.deadline import BLOCKING_CALLS, BlockingCalls, CallTimeout
 from sparkimg_ml.fetch.http import _HostSlots
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -664,6 +664,14 @@ def test_blocking_calls_reuse_their_threads():
         assert sum(pool.map(lambda i: calls.run(lambda: i, time.monotonic() + 5, "add"), range(400))) == 79800
     runners = [t for t in threading.enumerate() if t.name == "sparkimg_ml-blocking"]
     assert len(runners) <= 8 + BLOCKING_CALLS.abandoned  # at most a few per caller thread, not one per call
+
+
+def test_blocking_calls_start_nothing_past_the_deadline():
+    calls = BlockingCalls()
+    started = []
+    with pytest.raises(CallTimeout, match="^resolve not started: the deadline has passed$"):
+        calls.run(lambda: started.append(1), time.monotonic() - 0.1, "resolve")
+    assert started == [] and calls.abandoned == 0
 
 
 def test_blocking_calls_hand_back_the_call_exception():

@@ -94,6 +94,8 @@ class BlockingCalls:
 
         Exceptions raised by ``fn`` are raised here.
         """
+        if deadline <= time.monotonic():  # nothing to wait for: do not leave a thread behind
+            raise CallTimeout(f"{what} not started: the deadline has passed")
         call = _Call(fn)
         with self._lock:
             if self._abandoned >= self.max_abandoned:
