@@ -215,4 +215,3 @@ class Watchdog:
                         socket.socket.shutdown(sock, socket.SHUT_RDWR)
                     except OSError:
                         pass  # already closed by its owner
-

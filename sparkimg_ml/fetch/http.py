@@ -89,7 +89,6 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-
 class _Guard:
     """Per-fetcher state the connection classes consult: policy, deadline, watchdog."""
 
@@ -444,7 +443,6 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
 
 
 def _connection_detail(exc: BaseException) -> str:

@@ -71,4 +71,3 @@ def _file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "special file"
-

@@ -13,6 +13,7 @@ from .policy import parse_host_rule
 #: files outside the network and local-file policies, so they must be listed explicitly.
 DEFAULT_STORAGE_PROTOCOLS = ["s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "hdfs", "webhdfs"]
 
+
 @dataclass(frozen=True)
 class FetchOptions:
     """Network, file-system and safety limits for reading image sources.
@@ -111,4 +112,3 @@ def _check_number(name: str, value: Any, minimum: float, strict: bool = False) -
     if value < minimum or (strict and value == minimum) or math.isinf(value):
         bound = f"> {minimum}" if strict else f">= {minimum}"
         raise ValueError(f"{name} must be {bound}; got {value}.")
-

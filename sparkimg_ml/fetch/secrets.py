@@ -85,7 +85,6 @@ def resolve_options(value: Any, where: str) -> Any:
     return value
 
 
-
 def secret_values(options: Any) -> list[str]:
     """The credential values in resolved storage options, at any depth (for :func:`redact_secrets`).
 

@@ -108,4 +108,3 @@ class StorageReader:
         """``storage: <Class>: <message>``, credentials removed from the message."""
         message = redact_secrets(str(exc), self._secrets)
         return SourceError("storage", f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
-
