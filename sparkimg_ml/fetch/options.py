@@ -27,7 +27,8 @@ class FetchOptions:
         Threads that fetch and decode at once in one Spark task.
     timeout : float
         Seconds allowed for one source from start to last byte, every retry,
-        back-off wait and redirect included.
+        back-off wait and redirect included; local and storage reads are bounded
+        by it too.
     connect_timeout : float
         Seconds allowed to resolve and connect to a host (capped by what is left
         of ``timeout``); a connect timeout is retried while time remains.
