@@ -666,6 +666,24 @@ def test_blocking_calls_reuse_their_threads():
     assert len(runners) <= 8 + BLOCKING_CALLS.abandoned  # at most a few per caller thread, not one per call
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_local_reads_work_in_a_forked_child_of_a_process_that_read_before(tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(PNG)
+    with fetcher() as fetch:
+        assert fetch.fetch(str(image)) == PNG  # leaves an idle helper thread, which a child does not inherit
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the read works there
+        code = 1
+        try:
+            with fetcher(timeout=2.0) as fetch:
+                code = 0 if fetch.fetch(str(image)) == PNG else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_blocking_calls_start_nothing_past_the_deadline():
     calls = BlockingCalls()
     started = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -89,6 +90,12 @@ class BlockingCalls:
         """Abandoned calls still running."""
         return self._abandoned
 
+    def forget_threads(self) -> None:
+        """Start afresh in a forked child: the parent's threads, idle or blocked, do not exist there."""
+        self._lock = threading.Lock()
+        self._idle = []
+        self._abandoned = 0
+
     def run(self, fn: Callable[[], T], deadline: float, what: str) -> T:
         """``fn()``, or :class:`CallTimeout` naming ``what`` if it is not done by ``deadline``.
 
@@ -145,6 +152,8 @@ class BlockingCalls:
 #: The process's blocking-call threads: abandoned calls are a resource of the
 #: process, so every fetcher shares one cap.
 BLOCKING_CALLS = BlockingCalls()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=BLOCKING_CALLS.forget_threads)
 
 
 class Watchdog:
