@@ -116,7 +116,7 @@ class BlockingCalls:
         if runner is None:
             runner = _Runner(call)
             threading.Thread(target=self._serve, args=(runner,), name="sparkimg_ml-blocking", daemon=True).start()
-        if not call.done.wait(max(deadline - time.monotonic(), 0.0)):
+        if not call.done.wait(min(max(deadline - time.monotonic(), 0.0), threading.TIMEOUT_MAX)):
             with self._lock:
                 if not call.done.is_set():
                     call.abandoned = True
