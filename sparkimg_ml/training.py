@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -144,7 +145,7 @@ def write_tensors(df: "DataFrame", path: str, tensor_col: str, label_col: Option
                          f"df.withMetadata({tensor_col!r}, {{'tensor': {{'shape': [...], ...}}}}).") from error
     tensor, stored_dtype = _flat_tensor_column(F.col(tensor_col), field.dataType, info, tensor_col)
 
-    tensor_metadata = dict(field.metadata[TENSOR_KEY])
+    tensor_metadata = dict(field.metadata.get(TENSOR_KEY, field.metadata))
     tensor_metadata["dtype"] = stored_dtype
     file_format: Dict[str, Any] = {"version": FORMAT_VERSION, "label": None}
     columns = [tensor]
@@ -159,7 +160,7 @@ def write_tensors(df: "DataFrame", path: str, tensor_col: str, label_col: Option
     selected = df.select(columns[0].alias(TENSOR_COLUMN, metadata=metadata), *columns[1:])
 
     null_tensor = F.col(TENSOR_COLUMN).isNull()
-    counts = Observation("sparkimg_ml.write_tensors")
+    counts = Observation(f"write_tensors_{uuid.uuid4().hex}")  # a name of its own, should calls overlap
     observed = selected.observe(
         counts,
         F.count(F.lit(1)).alias("total"),

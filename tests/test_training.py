@@ -144,7 +144,10 @@ def test_shuffling_is_reproducible_per_seed_and_changes_with_the_epoch(id_tensor
 
 
 def test_dataset_without_labels_yields_x_alone(spark, tmp_path):
-    write_tensors(_vector_frame(spark, range(10)), str(tmp_path / "x"), "pixels")
+    # metadata given as the tensor entry itself (no "tensor" key) is accepted too
+    frame = _vector_frame(spark, range(10)).withMetadata("pixels", FLOAT_META["tensor"])
+    write_tensors(frame, str(tmp_path / "x"), "pixels")
+    assert TensorFiles(str(tmp_path / "x")).metadata["tensor"] == FLOAT_META["tensor"]
     batches = list(TensorDataset(str(tmp_path / "x"), batch_size=4))
     assert all(isinstance(b, torch.Tensor) for b in batches)
     assert [tuple(b.shape) for b in batches] == [(4, *SHAPE), (4, *SHAPE), (2, *SHAPE)]
