@@ -125,7 +125,14 @@ def make_embed_udf(task: EmbedTask, use_arrow_udf: Optional[bool] = None) -> Tup
     ``array<float>`` (which the stage turns into a Vector when asked for one).
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, DataType, FloatType, StringType, StructField, StructType
+    from pyspark.sql.types import (
+        ArrayType,
+        DataType,
+        FloatType,
+        StringType,
+        StructField,
+        StructType,
+    )
 
     if use_arrow_udf is None:
         use_arrow_udf = hasattr(F, "arrow_udf")

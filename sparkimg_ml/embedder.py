@@ -19,11 +19,27 @@ from ._fetch_params import HasFetchParams
 from ._image_params import HasImageParams
 from ._invalid_params import HasInvalidRowParams
 from ._model_params import HasModelParams
-from ._udf import ARRAY, BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR, FeaturizeTask
+from ._udf import (
+    ARRAY,
+    BINARY,
+    IMAGE_STRUCT,
+    IMAGE_STRUCT_FIELDS,
+    SOURCE,
+    VECTOR,
+    FeaturizeTask,
+)
 from .errors import redact_source
 from .featurizer import _keeps_every_row
 from .image_ops import ImageSpec
-from .inference import MODEL_LAYOUTS, LoadedModel, ModelOutput, describe_shape, load_model, run_batches
+from .inference import (
+    MODEL_LAYOUTS,
+    LoadedModel,
+    ModelOutput,
+    describe_shape,
+    load_model,
+    run_batches,
+)
+from .serving import ImageInput, preprocess_with
 
 #: Key of the embedding description in the output column's metadata.
 EMBEDDING_KEY = "embedding"
@@ -257,7 +273,7 @@ class ImageEmbedder(
         return metadata
 
     # -- serving ----------------------------------------------------------------
-    def embed(self, images: Union[Any, List[Any]]) -> np.ndarray:
+    def embed(self, images: Union[ImageInput, List[ImageInput]]) -> np.ndarray:
         """This stage's embeddings of one image or a list of images, without Spark.
 
         ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns a
@@ -265,16 +281,14 @@ class ImageEmbedder(
         list, bit-identical to this stage's Spark output for the same bytes. A bad
         image raises :class:`~sparkimg_ml.SourceError` naming the reason.
         """
-        from .serving import preprocess_with
-
         model = self._load_model()
         spec = self._model_spec(model)
         output, _ = self._model_output(model, spec)
-        many = isinstance(images, (list, tuple))
-        pixels = preprocess_with(list(images) if many else [images], spec, self._fetch_options())
+        items: List[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
+        pixels = preprocess_with(items, spec, self._fetch_options())
         embeddings = run_batches(model, pixels.reshape((len(pixels),) + spec.shape), output.name,
                                  self.getBatchSize())
-        return embeddings if many else embeddings[0]
+        return embeddings if isinstance(images, (list, tuple)) else embeddings[0]
 
     # -- transform --------------------------------------------------------------
     def _input_kind(self, dataset: DataFrame) -> str:

@@ -182,10 +182,12 @@ class ModelOutput:
     @property
     def fixed_size(self) -> Optional[int]:
         """Values per image when every dimension after the batch one is fixed, else None."""
-        rest = self.shape[1:]
-        if any(d is None for d in rest):
-            return None
-        return int(np.prod(rest, dtype=np.int64)) if rest else 1
+        size = 1
+        for dim in self.shape[1:]:
+            if dim is None:
+                return None
+            size *= dim
+        return size
 
 
 def describe_shape(shape: Sequence[Dim]) -> str:
