@@ -242,13 +242,8 @@ class ImageEmbedder(
     def outputMetadata(self) -> Dict[str, Any]:
         """Column metadata of the output: the ML attribute size and, under ``embedding``, the model.
 
-        Reads the model (once per process) to learn its output size.
-
-        Examples
-        --------
-        >>> meta = embedder.outputMetadata()  # doctest: +SKIP
-        >>> meta["ml_attr"], meta["embedding"]["outputNode"]  # doctest: +SKIP
-        ({'num_attrs': 2048}, 'features')
+        Reads the model (once per process) to learn its output size, e.g.
+        ``{"ml_attr": {"num_attrs": 2048}, "embedding": {"outputNode": "features", ...}}``.
         """
         model = self._load_model()
         spec = self._model_spec(model)

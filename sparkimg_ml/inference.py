@@ -328,6 +328,13 @@ def _new_session(data: bytes, uri: str, intra_op_threads: int) -> Any:
         return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         detail = " ".join(str(exc).split())[:300]
+        if "external data" in detail.lower():
+            raise ModelError(
+                f"the model {redact_source(uri)} keeps its weights in a separate external-data file, but "
+                "ImageEmbedder reads (and checksums) one self-contained .onnx file. Export it with "
+                "torch.onnx.export(..., external_data=False), or re-save it with "
+                "onnx.save(onnx.load(path), new_path, save_as_external_data=False) (models under 2 GB)."
+            ) from None
         raise ModelError(
             f"onnxruntime cannot load the model {redact_source(uri)} ({len(data)} bytes): {detail}. modelUri must "
             "name an ONNX model file (.onnx)."

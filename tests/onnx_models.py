@@ -116,3 +116,11 @@ def not_an_image_model(path: Path) -> Path:
         initializer=[numpy_helper.from_array(np.ones((10, 1), np.float32), "w")],
     )
     return _save(graph, path)
+
+
+def with_external_data(source: Path, path: Path) -> Path:
+    """``source`` re-saved with its weights in a separate ``<name>.data`` file (torch.onnx.export's default)."""
+    model = onnx.load(str(source))
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=0)
+    return path

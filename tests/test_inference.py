@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx_models import not_an_image_model, tiny_cnn
+from onnx_models import not_an_image_model, tiny_cnn, with_external_data
 
 from sparkimg_ml.inference import (
     ModelError,
@@ -80,6 +80,14 @@ def test_unreadable_model_names_the_model_and_what_was_expected(tmp_path):
         load_model(str(garbage))
     with pytest.raises(ModelError, match=r"cannot read the model .*absent\.onnx: not_found"):
         load_model(str(tmp_path / "absent.onnx"))
+
+
+def test_model_with_external_weights_says_how_to_save_it_as_one_file(cnn, tmp_path):
+    path = with_external_data(cnn, tmp_path / "external.onnx")
+    assert (tmp_path / "external.onnx.data").exists()
+    with pytest.raises(ModelError, match=r"external\.onnx keeps its weights in a separate external-data file.*"
+                                         r"external_data=False"):
+        load_model(str(path))
 
 
 def test_model_whose_input_is_not_an_image_is_refused(tmp_path):
