@@ -210,16 +210,28 @@ class ImageEmbedder(
         """
         spec = self._image_spec()
         model_input = model.input
-        if not self.isSet(self.layout) and model_input.layout is not None:
+        where = redact_source(self.getModelUri())
+        shape = describe_shape(model_input.shape)
+        if not self.isSet(self.layout):
+            if model_input.layout is None:
+                raise ValueError(
+                    f"ImageEmbedder: the model {where} takes {shape}, which does not tell whether channels "
+                    "come first; set layout='CHW' (NCHW models) or 'HWC' (NHWC models)."
+                )
             spec = spec.replace(layout=MODEL_LAYOUTS[model_input.layout])
-        if not self.isSet(self.imageSize) and model_input.image_size is not None:
-            height, width = model_input.image_size
+        if not self.isSet(self.imageSize):
+            height, width, _ = model_input.dims(model_input.layout or _IMAGE_LAYOUTS[spec.layout])
+            if height is None or width is None:
+                raise ValueError(
+                    f"ImageEmbedder: the model {where} takes {shape}, whose height and width are free; set "
+                    "imageSize=[height, width] to the size it was trained at."
+                )
             spec = spec.replace(height=height, width=width)
         problem = model_input.check(_IMAGE_LAYOUTS[spec.layout], spec.height, spec.width, spec.channels)
         if problem is not None:
             raise ValueError(
                 f"ImageEmbedder: {problem} (imageSize={[spec.height, spec.width]}, layout={spec.layout!r}, "
-                f"colorMode={spec.color_mode!r}) for the model {redact_source(self.getModelUri())}. Leave "
+                f"colorMode={spec.color_mode!r}) for the model {where}. Leave "
                 "imageSize and layout unset to take them from the model, or set them (and colorMode) to match it."
             )
         return spec

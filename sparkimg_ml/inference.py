@@ -148,7 +148,7 @@ class ModelInput:
             return "NHWC"
         return None
 
-    def _dims(self, layout: str) -> Tuple[Dim, Dim, Dim]:
+    def dims(self, layout: str) -> Tuple[Dim, Dim, Dim]:
         """(height, width, channels) of this input read in ``layout``."""
         if layout == "NCHW":
             return self.shape[2], self.shape[3], self.shape[1]
@@ -159,7 +159,7 @@ class ModelInput:
         """``[height, width]`` when the layout is known and both are fixed, else None."""
         if self.layout is None:
             return None
-        height, width, _ = self._dims(self.layout)
+        height, width, _ = self.dims(self.layout)
         return [height, width] if height is not None and width is not None else None
 
     def check(self, layout: str, height: int, width: int, channels: int) -> Optional[str]:

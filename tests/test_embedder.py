@@ -129,6 +129,8 @@ def test_free_image_size_follows_image_size_and_probes_the_output_size(spark, ph
     out = embedder.transform(_frame(spark, photos[:4]))
     assert out.schema["embedding"].metadata["ml_attr"] == {"num_attrs": 4 * 5 * 7}
     assert all(len(v) == 140 for v in _embeddings(out).values())
+    with pytest.raises(ValueError, match=r"takes \[N, 3, \?, \?\], whose height and width are free; set imageSize"):
+        ImageEmbedder(inputCol="path", modelUri=str(models["free"])).transform(_frame(spark, photos[:1]))
 
 
 def test_a_contradiction_with_the_model_input_fails_at_transform_naming_both_shapes(spark, photos, models):
@@ -195,7 +197,8 @@ def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos,
     skipped = ImageEmbedder(inputCol="path", modelUri=str(models["nchw"]), handleInvalid="skip").transform(frame)
     assert sorted(r["id"] for r in skipped.collect()) == [0, 1, 2]
     with pytest.raises(Exception, match=r"ImageEmbedder could not read the image of row with path=.*broken\.png"):
-        ImageEmbedder(inputCol="path", modelUri=str(models["nchw"])).transform(frame).collect()
+        ImageEmbedder(inputCol="path", modelUri=str(models["nchw"])).transform(
+            _frame(spark, photos[:2] + [str(broken)])).collect()
 
 
 def test_vectors_are_refused_as_input(spark, models):
