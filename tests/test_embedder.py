@@ -343,3 +343,33 @@ def test_digits_classifier_tuned_by_cross_validation_is_accurate_and_reloads_in_
     assert there == here and len(here) == 40
     reloaded = PipelineModel.load(str(path)).stages[0]
     assert isinstance(reloaded, ImageEmbedder) and reloaded.getModelUri() == str(model)
+
+
+def test_the_batch_loop_without_spark_and_the_pandas_udf_fallback_give_the_stage_values(spark, photos, models):
+    import pyarrow as pa
+
+    from sparkimg_ml._embed_udf import EmbedTask, embed_batches, make_embed_udf
+    from sparkimg_ml._udf import ARRAY, SOURCE, FeaturizeTask
+
+    embedder = ImageEmbedder(inputCol="path", modelUri=str(models["nchw"]), outputNode="conv", batchSize=3,
+                             handleInvalid="keep", mean="imagenet", std="imagenet")
+    model = embedder._load_model()
+    spec = embedder._model_spec(model)
+    task = EmbedTask(
+        images=FeaturizeTask(spec=spec, fetch=embedder._fetch_options(), input_kind=SOURCE, handle_invalid="keep",
+                             input_col="path", features_format=ARRAY, stage_name="ImageEmbedder"),
+        model_uri=str(models["nchw"]), model_sha256=model.sha256, output_node="conv", output_size=256,
+        batch_size=3, intra_op_threads=1,
+    )
+    served = embedder.embed(photos)
+    batches = [pa.array(photos[:5]), pa.array([None, photos[5]]), pa.array(photos[6:])]
+    out = [row for batch in embed_batches(batches, task) for row in batch.field("features").to_pylist()]
+    assert out[5] is None
+    assert all(np.array_equal(np.asarray(v, np.float32), served[i if i < 5 else i - 1])
+               for i, v in enumerate(out) if i != 5)
+
+    pandas_udf, features_format = make_embed_udf(task, use_arrow_udf=False)
+    assert features_format == ARRAY
+    rows = _frame(spark, photos[:4]).select("id", pandas_udf("path").getField("features").alias("e")).collect()
+    for row in rows:
+        assert np.array_equal(np.asarray(row["e"], np.float32), served[row["id"]])
