@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -127,3 +128,13 @@ def test_input_check_says_both_shapes():
     problem = model_input.check("NCHW", 128, 128, 3)
     assert problem is not None and "[N, 3, 224, 224]" in problem and "[N, 3, 128, 128]" in problem
     assert "[N, 224, 224, 1]" in (model_input.check("NHWC", 224, 224, 1) or "")
+
+
+def test_sessions_get_the_task_share_of_cores_unless_threads_are_set():
+    from sparkimg_ml._embed_udf import _task_threads
+    from sparkimg_ml.inference import default_threads
+
+    assert _task_threads(3) == 3
+    assert _task_threads(0) == 1  # no Spark task here: one CPU, as spark.task.cpus defaults to
+    assert default_threads(None) == 0  # a process of its own: onnxruntime's choice
+    assert default_threads(64) == os.cpu_count()
