@@ -373,3 +373,13 @@ def test_the_batch_loop_without_spark_and_the_pandas_udf_fallback_give_the_stage
     rows = _frame(spark, photos[:4]).select("id", pandas_udf("path").getField("features").alias("e")).collect()
     for row in rows:
         assert np.array_equal(np.asarray(row["e"], np.float32), served[row["id"]])
+
+
+def test_binary_file_content_gives_the_embeddings_of_the_paths(spark, photos, models):
+    embedder = ImageEmbedder(inputCol="content", modelUri=str(models["nchw"]), outputNode="features")
+    files = spark.read.format("binaryFile").load(str(Path(photos[0]).parent))
+    rows = embedder.transform(files).select("path", "embedding").collect()
+    served = dict(zip(photos, embedder.embed(photos)))
+    assert len(rows) == len(photos)
+    for row in rows:
+        assert np.array_equal(row["embedding"].toArray().astype(np.float32), served[row["path"].replace("file:", "")])
