@@ -234,30 +234,30 @@ def counting_server(tmp_path) -> Iterator[tuple]:
 
 def test_each_python_worker_reads_the_model_once_across_many_tasks(spark, photos, counting_server):
     base_url, directory, counts = counting_server
+    uri = f"{base_url}/cached.onnx"
     tiny_cnn(directory / "cached.onnx", seed=5)
-    embedder = ImageEmbedder(inputCol="path", modelUri=f"{base_url}/cached.onnx", batchSize=2)
-    frame = _frame(spark, photos, partitions=12)
+    embedder = ImageEmbedder(inputCol="path", modelUri=uri, batchSize=2)
+    frame = _frame(spark, photos * 2, partitions=16)
     tasks = frame.rdd.getNumPartitions()
-    assert len(embedder.transform(frame).collect()) == len(photos)
-    first_run = counts["/cached.onnx"]
-    assert len(embedder.transform(frame).collect()) == len(photos)
-    # One read by the driver to inspect the model, then at most one per Python worker
-    # (local[2]: a handful), however many tasks and batches ran.
-    assert 2 <= first_run <= 1 + 4 < tasks
-    assert counts["/cached.onnx"] - first_run <= 2
+    assert len(embedder.transform(frame).collect()) == 2 * len(photos)
+    # The driver reads the model once to inspect it; every other read is a Python worker's
+    # first use. Spark reuses a handful of workers (local[2]) for all 16 tasks.
+    worker_loads = counts["/cached.onnx"] - 1
+    assert 1 <= worker_loads < tasks
 
     @F.pandas_udf("string")
-    def loads_here(ids):  # runs in the same pool of Python workers
+    def loads_here(ids):  # runs in the same pool of reused Python workers
         import os
 
         import pandas as pd
 
         from sparkimg_ml.inference import model_loads
 
-        return pd.Series([f"{os.getpid()}:{model_loads(f'{base_url}/cached.onnx')}"] * len(ids))
+        return pd.Series([f"{os.getpid()}:{model_loads(uri)}"] * len(ids))
 
     reports = {r[0] for r in spark.range(0, 64, numPartitions=16).select(loads_here("id")).collect()}
-    assert all(int(report.split(":")[1]) <= 1 for report in reports)
+    per_worker = {int(pid): int(loads) for pid, loads in (report.split(":") for report in reports)}
+    assert all(loads <= 1 for loads in per_worker.values()) and sum(per_worker.values()) >= 1
 
 
 def test_saved_stage_stores_the_model_reference_not_its_bytes(spark, photos, models, tmp_path):
