@@ -21,7 +21,7 @@ java-check:
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,onnx]"
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,heif,onnx]"
 	@touch $(STAMP)
 
 demo: java-check $(STAMP)
