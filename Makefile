@@ -22,7 +22,7 @@ java-check:
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,heif,torch]" "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,heif,onnx,torch]" "torch==2.13.0"
 	@touch $(STAMP)
 
 demo: java-check $(STAMP)
