@@ -1,12 +1,15 @@
 """The deep-learning notebook runs top to bottom: TorchDistributor training, ONNX export, scoring.
 
 The notebook is executed once; the tests then check what it printed and, independently,
-the files it wrote (the Parquet tensors and the exported ONNX network).
+the files it wrote (the Parquet tensors, the exported ONNX network, the saved PipelineModel).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -15,6 +18,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "deep_learning.ipynb"
+SCORER = Path(__file__).with_name("score_saved_pipeline.py")
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +65,24 @@ def test_exported_onnx_network_classifies_the_spark_tensors(executed):
         seen += len(y)
     assert seen > 300 and correct / seen >= 0.98
     assert np.isfinite(scores).all()
+
+
+def test_scoring_pipeline_from_urls_reloads_in_a_new_process_with_identical_predictions(executed, tmp_path):
+    printed, output = executed
+    accuracy = float(re.search(r"pipeline held-out accuracy: ([0-9.]+)", printed).group(1))
+    assert accuracy >= 0.98
+    assert "reloaded pipeline gives identical predictions: True" in printed
+    assert "ImageEmbedder.embed equals onnxruntime on preprocess output: True" in printed
+
+    in_notebook = {}
+    for part in (output / "pipeline_predictions").glob("part-*.json"):
+        for line in part.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("prediction") is not None:  # failed images (null scores) are not compared
+                in_notebook[str(row["id"])] = row["prediction"]
+    assert len(in_notebook) > 300
+    result = tmp_path / "predictions.json"
+    subprocess.run([sys.executable, str(SCORER), str(output / "digits_cnn_pipeline"), str(result)],
+                   check=True, timeout=600, capture_output=True)
+    in_new_process = json.loads(result.read_text())
+    assert {i: in_new_process[i] for i in in_notebook} == in_notebook
