@@ -81,8 +81,9 @@ def test_scoring_pipeline_from_urls_reloads_in_a_new_process_with_identical_pred
             if row.get("prediction") is not None:  # failed images (null scores) are not compared
                 in_notebook[str(row["id"])] = row["prediction"]
     assert len(in_notebook) > 300
-    result = tmp_path / "predictions.json"
-    subprocess.run([sys.executable, str(SCORER), str(output / "digits_cnn_pipeline"), str(result)],
+    ids, result = tmp_path / "ids.json", tmp_path / "predictions.json"
+    ids.write_text(json.dumps([int(i) for i in in_notebook]))
+    subprocess.run([sys.executable, str(SCORER), str(output / "digits_cnn_pipeline"), str(ids), str(result)],
                    check=True, timeout=600, capture_output=True)
     in_new_process = json.loads(result.read_text())
-    assert {i: in_new_process[i] for i in in_notebook} == in_notebook
+    assert in_new_process == in_notebook
