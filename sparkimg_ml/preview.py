@@ -120,15 +120,18 @@ def _caption_html(captions: Sequence[Tuple[str, str]]) -> str:
 
 def _tile_html(tile: Tile, size: int) -> str:
     pictures = _picture(tile.image, tile.failure, size, "image")
+    legend = ""
     if tile.side_by_side:
         pictures = (_picture(tile.source, tile.source_failure, size, "source")
                     + _picture(tile.image, tile.failure, size, "model input"))
+        legend = ('<div style="display:flex;gap:4px;font-size:10px;color:#666;margin-top:2px">'
+                  f'<span style="width:{size}px">source</span><span style="width:{size}px">model input</span></div>')
     border = f"2px solid {_FAILURE_BORDER}" if tile.failed else "1px solid #c8c8c8"
     width = size * (2 if tile.side_by_side else 1) + (4 if tile.side_by_side else 0)
     state = "failed" if tile.failed else "ok"
     return (f'<figure data-tile="{state}" style="margin:0;padding:4px;background:#fff;border:{border};'
             f'width:{width}px;font-size:12px;color:#222">'
-            f'<div style="display:flex;gap:4px">{pictures}</div>{_caption_html(tile.captions)}</figure>')
+            f'<div style="display:flex;gap:4px">{pictures}</div>{legend}{_caption_html(tile.captions)}</figure>')
 
 
 def render_grid(tiles: Sequence[Tile], size: int = 128, title: str = "",
@@ -492,7 +495,8 @@ class FailureReport:
         for reason in self.reasons:
             lines.append(f"  {reason.reason:<20} {reason.count:>8}  {reason.fraction:7.2%}")
             for source, detail in reason.examples:
-                lines.append(f"      e.g. {source + ' -> ' if source is not None else ''}{detail}")
+                arrow = " -> " if source is not None and detail else ""
+                lines.append(f"      e.g. {source or ''}{arrow}{detail}")
         return "\n".join(lines)
 
     def to_html(self) -> str:
@@ -502,7 +506,8 @@ class FailureReport:
         body = []
         for reason in self.reasons:
             examples = "<br>".join(
-                (f"<code>{_escape(source)}</code> &rarr; " if source is not None else "") + _escape(detail)
+                (f"<code>{_escape(source)}</code>" if source is not None else "")
+                + (" &rarr; " if source is not None and detail else "") + _escape(detail)
                 for source, detail in reason.examples)
             body.append(
                 f'<tr><td style="{cell}" title="{_escape(reason.meaning)}"><code>{_escape(reason.reason)}</code></td>'
@@ -567,9 +572,9 @@ def failure_report(df: "DataFrame", error_col: str, source_col: Optional[str] = 
                   .select(code.alias("reason"), error.alias("error"), source.alias("source"))
                   .withColumn("rank", rank).where(F.col("rank") <= examples).collect())
         for row in sorted(picked, key=lambda r: r["rank"]):
-            detail = _split_reason(row["error"])[1]
             shown = redact_source(row["source"]) if source_col is not None else None
-            samples[row["reason"]].append((shown, detail))
+            detail = _split_reason(row["error"])[1]
+            samples[row["reason"]].append((shown, "" if detail == shown else detail))
     reasons = tuple(
         ReasonCount(reason, count, count / total if total else 0.0, tuple(samples[reason]))
         for reason, count in sorted(failed.items(), key=lambda item: (-item[1], item[0]))
