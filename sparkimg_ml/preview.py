@@ -65,6 +65,8 @@ MAX_ROWS = 1000
 DEFAULT_MAX_BYTES = 2_000_000
 #: Characters of a caption value shown on the tile (the full value is in its tooltip).
 CAPTION_CHARS = 60
+#: Narrowest tile, in CSS pixels, so captions stay readable under small thumbnails.
+MIN_TILE_WIDTH = 96
 
 _FAILURE_BACKGROUND = "#fde2e2"
 _FAILURE_BORDER = "#c62828"
@@ -103,9 +105,16 @@ def _picture(thumbnail: Optional[Thumbnail], failure: Optional[str], size: int, 
                 f'<img src="{thumbnail.data_uri}" width="{thumbnail.width}" height="{thumbnail.height}" '
                 f'alt="{_escape(label)}" style="display:block;max-width:{size}px;max-height:{size}px"></div>')
     reason = failure or "missing: no image"
+    code, _, detail = reason.partition(":")
+    # The code always shows; the detail gets the room left in the square (all of it is in the tooltip).
+    room = int((size - 12) / 6.5) * max(0, int((size - 12) / 13) - 2)
+    detail = detail.strip()
+    if len(detail) > room:
+        detail = detail[: room - 1] + "\u2026" if room > 1 else ""
+    shown = f"<b>&#9888; {_escape(code)}</b>" + (f"<br>{_escape(detail)}" if detail else "")
     return (f'<div data-failure="1" title="{_escape(reason)}" style="{box}background:{_FAILURE_BACKGROUND};'
-            f'color:#7f1010;padding:6px;text-align:center;word-break:break-word;font-size:11px">'
-            f'<span>&#9888; {_escape(reason[:160])}</span></div>')
+            f'color:#7f1010;padding:6px;text-align:center;overflow-wrap:anywhere;font-size:11px;'
+            f'line-height:1.2"><span>{shown}</span></div>')
 
 
 def _caption_html(captions: Sequence[Tuple[str, str]]) -> str:
@@ -114,7 +123,7 @@ def _caption_html(captions: Sequence[Tuple[str, str]]) -> str:
         shown = value if len(value) <= CAPTION_CHARS else value[: CAPTION_CHARS - 1] + "\u2026"
         label = f"<b>{_escape(name)}</b>: " if name else ""
         lines.append(f'<div title="{_escape(value)}">{label}{_escape(shown)}</div>')
-    return (f'<figcaption style="margin-top:4px;line-height:1.3;word-break:break-all">{"".join(lines)}'
+    return (f'<figcaption style="margin-top:4px;line-height:1.3;overflow-wrap:anywhere">{"".join(lines)}'
             "</figcaption>") if lines else ""
 
 
@@ -127,7 +136,8 @@ def _tile_html(tile: Tile, size: int) -> str:
         legend = ('<div style="display:flex;gap:4px;font-size:10px;color:#666;margin-top:2px">'
                   f'<span style="width:{size}px">source</span><span style="width:{size}px">model input</span></div>')
     border = f"2px solid {_FAILURE_BORDER}" if tile.failed else "1px solid #c8c8c8"
-    width = size * (2 if tile.side_by_side else 1) + (4 if tile.side_by_side else 0)
+    # Captions need some width even under small thumbnails.
+    width = max(MIN_TILE_WIDTH, size * (2 if tile.side_by_side else 1) + (4 if tile.side_by_side else 0))
     state = "failed" if tile.failed else "ok"
     return (f'<figure data-tile="{state}" style="margin:0;padding:4px;background:#fff;border:{border};'
             f'width:{width}px;font-size:12px;color:#222">'
@@ -359,6 +369,7 @@ def show_images(
 
     Examples
     --------
+    >>> from sparkimg_ml import show_images
     >>> grid = show_images(featurized, "features", n=8, captions=["label"])  # doctest: +SKIP
     >>> grid.save("preview.html")  # doctest: +SKIP
     """
@@ -544,6 +555,7 @@ def failure_report(df: "DataFrame", error_col: str, source_col: Optional[str] = 
 
     Examples
     --------
+    >>> from sparkimg_ml import failure_report
     >>> report = failure_report(featurized, "image_error", source_col="url")  # doctest: +SKIP
     >>> report.counts()  # doctest: +SKIP
     {'http_404': 2, 'decode': 2, 'missing': 2}

@@ -217,6 +217,17 @@ def test_show_images_of_reshaped_nested_and_flat_array_tensors(spark, image_site
         assert center(pixels) == COLORS[1]
 
 
+def test_show_images_of_a_uint8_binary_tensor_column(spark):
+    # The featurizer's outputFormat="uint8": raw pixels, one byte per value, in layout order.
+    meta = {"tensor": {"shape": [3, 2, 2], "layout": "CHW", "channelOrder": "RGB", "dtype": "uint8",
+                       "scale": 1 / 255, "mean": [0.0], "std": [1.0]}}
+    red_chw = bytes([255] * 4 + [0] * 4 + [0] * 4)
+    table = spark.createDataFrame([(red_chw,), (None,)], "pixels binary").withMetadata("pixels", meta)
+    grid = show_images(table, "pixels", n=2, size=16)
+    assert center(tile_pixels(grid, 0)) == (255, 0, 0)
+    assert grid.tiles[1].failure == "missing: null"
+
+
 def test_show_images_refuses_configuration_mistakes_with_a_fix(spark, image_site):
     base, _ = image_site
     table = colour_table(spark, base)

@@ -51,22 +51,23 @@ def _photo_crops(directory: Path) -> list:
     paths = []
     for index, (photo, (top, left)) in enumerate(zip([photos[0], photos[1]] * 2, [(0, 0), (0, 0), (150, 300), (100, 200)])):
         crop = Image.fromarray(photo[top:top + 300, left:left + 400])
-        path = directory / f"photo_{index}.jpg"
+        path = directory / f"preview_photo_{index}.jpg"
         crop.save(path, quality=90)
         paths.append(str(path))
     return paths
 
 
-def test_photo_grid_in_chromium_and_the_readme_screenshot(spark, tmp_path):
-    paths = _photo_crops(tmp_path)
-    (tmp_path / "notes.png").write_text("<html>not an image</html>")
-    rows = [(p, name) for p, name in zip(paths, ["temple", "flower", "temple, detail", "flower, detail"])]
-    rows += [(str(tmp_path / "gone.jpg"), "deleted file"), (str(tmp_path / "notes.png"), "html page")]
-    table = spark.createDataFrame(rows, "path string, label string").coalesce(1)
-    featurizer = ImageUrlFeaturizer(inputCol="path", imageSize=[24, 24], resizeMode="crop", handleInvalid="keep",
+def test_photo_grid_in_chromium_and_the_readme_screenshot(spark, tmp_path, static_dir, http_server):
+    names = [Path(p).name for p in _photo_crops(static_dir)]
+    (static_dir / "preview_notes.png").write_text("<html>not an image</html>")
+    labels = ["temple", "flower", "temple, detail", "flower, detail"]
+    rows = [(f"{http_server}/{name}", label) for name, label in zip(names, labels)]
+    rows += [(f"{http_server}/preview_gone.jpg", "deleted"), (f"{http_server}/preview_notes.png", "html page")]
+    table = spark.createDataFrame(rows, "url string, label string").coalesce(1)
+    featurizer = ImageUrlFeaturizer(inputCol="url", imageSize=[24, 24], resizeMode="crop", handleInvalid="keep",
                                     errorCol="image_error")
     grid = show_images(featurizer.transform(table), "features", n=6, size=96, side_by_side=True,
-                       source_col="path", error_col="image_error", captions=["label"], title="path vs features")
+                       source_col="url", error_col="image_error", captions=["label"], title="url vs features")
     assert len(grid) == 6 and grid.failed == 2
     page = grid.save(tmp_path / "photos.html")
     pixels = screenshot(page, tmp_path / "photos.png", width=700, height=330)
