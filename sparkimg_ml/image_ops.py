@@ -36,7 +36,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -493,21 +493,42 @@ def _fill_values(spec: ImageSpec) -> np.ndarray:
 
 def _coefficients(spec: ImageSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-channel ``a, b`` with ``value = pixel * a + b`` (``b`` None when zero)."""
-    return normalisation(spec.scale, spec.mean, spec.std)
+    # ``__post_init__`` has resolved presets: mean and std are tuples of floats here.
+    return normalisation(spec.scale, cast("tuple[float, ...]", spec.mean), cast("tuple[float, ...]", spec.std))
+
+
+#: Element types an output buffer may have: float32 (normalised values), float64
+#: (the same float32 values, widened as they are written: a ``Vector``'s storage)
+#: or uint8 (pixels before normalisation).
+OUTPUT_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
 
 
 def _output_buffer(spec: ImageSpec, out: np.ndarray | None) -> np.ndarray:
     if out is None:
         return np.empty(spec.size, dtype=np.float32)
-    if out.dtype != np.float32 or out.shape != (spec.size,) or not out.flags.c_contiguous:
+    if out.dtype not in OUTPUT_DTYPES or out.shape != (spec.size,) or not out.flags.c_contiguous:
         raise ValueError(
-            f"out must be a C-contiguous float32 array of shape ({spec.size},); got {out.dtype} {out.shape}"
+            f"out must be a C-contiguous float32, float64 or uint8 array of shape ({spec.size},); "
+            f"got {out.dtype} {out.shape}"
         )
     return out
 
 
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels as they are; high-bit-depth (float, 8-bit scale) ones rounded and clipped to [0, 255]."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
 def _write(pixels: np.ndarray, placement: _Placement, spec: ImageSpec, out: np.ndarray) -> None:
-    """Normalise ``pixels`` (h, w[, k], 8-bit scale) into ``out`` in the spec's layout and channel order."""
+    """Write ``pixels`` (h, w[, k], 8-bit scale) into ``out`` in the spec's layout and channel order.
+
+    A float ``out`` receives ``pixel * gain + bias`` computed in float32 (a float64
+    ``out`` holds exactly those float32 values); a uint8 ``out`` receives the
+    pixels themselves, so ``tensors.TensorInfo.to_float32`` on it gives the float
+    output bit for bit.
+    """
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]  # gray: broadcast over the output channels
     if spec.color_mode == "BGR":
@@ -515,19 +536,25 @@ def _write(pixels: np.ndarray, placement: _Placement, spec: ImageSpec, out: np.n
     elif spec.color_mode == "RGBA" and pixels.shape[2] == 1:
         opaque = np.full(pixels.shape[:2] + (1,), 255, dtype=pixels.dtype)
         pixels = np.concatenate([np.broadcast_to(pixels, pixels.shape[:2] + (3,)), opaque], axis=2)
-    gain, bias = _coefficients(spec)
     grid = out.reshape(spec.height, spec.width, spec.channels)
     if spec.layout == "CHW":
         grid = out.reshape(spec.channels, spec.height, spec.width).transpose(1, 2, 0)
     x, y = placement.offset
     w, h = placement.size
+    gain, bias = (None, None) if out.dtype == np.uint8 else _coefficients(spec)
     if (w, h) != (spec.width, spec.height):
-        fill = _fill_values(spec) * gain + (0 if bias is None else bias)
+        fill = _fill_values(spec)
+        if gain is not None:
+            fill = fill * gain + (0 if bias is None else bias)
         grid[...] = fill
         grid = grid[y:y + h, x:x + w]
-    np.multiply(pixels, gain, out=grid)
+    if gain is None:
+        grid[...] = _to_uint8(pixels)
+        return
+    # dtype=float32: the arithmetic is float32 whatever ``out`` holds (see above).
+    np.multiply(pixels, gain, out=grid, dtype=np.float32)
     if bias is not None:
-        grid += bias
+        np.add(grid, bias, out=grid, dtype=np.float32)
 
 
 def _render(image: Image.Image, orientation: int, spec: ImageSpec, out: np.ndarray | None,
@@ -612,9 +639,11 @@ def preprocess_bytes(data: bytes | bytearray | memoryview, spec: ImageSpec,
                      out: np.ndarray | None = None) -> np.ndarray:
     """Decode encoded image bytes and return ``spec.size`` float32 values.
 
-    ``out``, when given, must be a C-contiguous float32 array of length
-    ``spec.size`` (e.g. one row of a preallocated block); it is filled and
-    returned.
+    ``out``, when given, must be a C-contiguous array of length ``spec.size``
+    (e.g. one row of a preallocated block); it is filled and returned. A
+    float32 or float64 ``out`` gets the normalised values (float64 holding the
+    very float32 values), a uint8 ``out`` the pixels before ``scale``/``mean``/
+    ``std`` (high-bit-depth sources rounded to 8 bits).
 
     Raises
     ------
@@ -631,6 +660,9 @@ def preprocess_bytes(data: bytes | bytearray | memoryview, spec: ImageSpec,
     >>> Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(buffer, "PNG")
     >>> preprocess_bytes(buffer.getvalue(), ImageSpec(1, 1, background=(0, 0, 255))).tolist()
     [0.0, 0.0, 1.0]
+    >>> preprocess_bytes(buffer.getvalue(), ImageSpec(1, 1, background=(0, 0, 255)),
+    ...                  out=np.empty(3, np.uint8)).tolist()
+    [0, 0, 255]
     >>> preprocess_bytes(b"<!DOCTYPE html><html></html>", ImageSpec())
     Traceback (most recent call last):
     ...

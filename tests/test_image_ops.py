@@ -343,7 +343,7 @@ def test_out_buffer_row_is_filled_in_place():
     with pytest.raises(ValueError, match="out must be"):
         preprocess_bytes(data, spec, out=np.empty(spec.size + 1, dtype=np.float32))
     with pytest.raises(ValueError, match="out must be"):
-        preprocess_bytes(data, spec, out=np.empty(spec.size, dtype=np.float64))
+        preprocess_bytes(data, spec, out=np.empty(spec.size, dtype=np.int16))
 
 
 def test_many_threads_give_the_same_bits_as_one(image_corpus, photos):
