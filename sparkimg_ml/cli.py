@@ -33,6 +33,9 @@ CLI_DEFAULTS: Dict[str, Any] = {"handleInvalid": "keep", "errorCol": "image_erro
 #: Short aliases for the most used Params.
 ALIASES: Dict[str, List[str]] = {"imageSize": ["--size"]}
 INPUT_FORMATS = ("auto", "parquet", "csv", "json")
+#: The driver JVM's logging configuration: errors only.
+LOG_CONFIG = Path(__file__).with_name("cli_log4j2.properties")
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 EXIT_USAGE = 2
 
 
@@ -180,16 +183,24 @@ def _start_spark(master: str, confs: Sequence[str], app_name: str, progress: boo
 
     # pyspark warns about pandas 3 on every start; the command's output is its summary.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    builder = (SparkSession.builder.master(master).appName(app_name)
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "true" if progress else "false"))
+    settings = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "true" if progress else "false"}
     for item in confs:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--conf expects KEY=VALUE, got {item!r}")
+        settings[key] = value
+    java_options = settings.get(DRIVER_JAVA_OPTIONS, "")
+    # Spark's start-up lines and the JVM stack traces of a failed task would bury the command's own
+    # one-line messages, unless the user brings a logging configuration.
+    quiet_jvm = "log4j2.configurationFile" not in java_options
+    if quiet_jvm:
+        settings[DRIVER_JAVA_OPTIONS] = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} {java_options}".strip()
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    if quiet_jvm:
+        spark.sparkContext.setLogLevel("FATAL")
     return spark
 
 
@@ -227,6 +238,14 @@ def _read_table(spark: Any, path: str, declared: str) -> Any:
     return reader.format(fmt).load(path)
 
 
+def _remove_if_empty(path: str) -> None:
+    if _is_local(path):
+        try:
+            _local_path(path).rmdir()
+        except OSError:  # missing or not empty: leave it
+            pass
+
+
 def _one_line(exc: BaseException) -> str:
     """The useful line of a (possibly JVM-wrapped) error."""
     text = str(exc)
@@ -257,7 +276,11 @@ def _featurize(args: argparse.Namespace, options: Dict[str, Any]) -> int:
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         started = time.perf_counter()
-        featurized.write.mode("overwrite" if args.overwrite else "errorifexists").parquet(output)
+        try:
+            featurized.write.mode("overwrite" if args.overwrite else "errorifexists").parquet(output)
+        except Exception:
+            _remove_if_empty(output)  # a failed first write leaves an empty folder that blocks the next try
+            raise
         elapsed = time.perf_counter() - started
         error_col = featurizer.getErrorCol()
         written = spark.read.parquet(output)

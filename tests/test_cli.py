@@ -103,6 +103,19 @@ def test_featurize_writes_parquet_with_every_column_and_prints_a_summary(tmp_pat
     assert metadata["tensor"]["shape"] == [4, 4, 1]
 
 
+def test_a_failed_job_is_one_line_exit_code_1_and_leaves_no_output(tmp_path):
+    _write_site(tmp_path)
+    (tmp_path / "images.csv").write_text(f"path\n{tmp_path / 'c0.png'}\n{tmp_path / 'missing.png'}\n")
+    result = run("featurize", "images.csv", "out", "--input-col", "path", "--handle-invalid", "error",
+                 "--master", "local[2]", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "at org.apache" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sparkimg-ml featurize: failed: ImageUrlFeaturizer could not read"), last
+    assert "missing.png: not_found" in last
+    assert not (tmp_path / "out").exists()  # a retry is not blocked by an empty folder
+
+
 def test_preview_writes_a_contact_sheet_with_failures_marked(tmp_path):
     _write_site(tmp_path)
     paths = [str(tmp_path / f"c{i}.png") for i in range(3)] + [str(tmp_path / "missing.png")]
