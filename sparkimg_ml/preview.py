@@ -354,7 +354,8 @@ def show_images(
         A reason column (the featurizer's ``errorCol``): a row with a reason
         gets a failure tile showing it.
     image_format : {"auto", "png", "jpeg"}
-        Thumbnail encoding; ``auto`` keeps PNG unless JPEG is much smaller.
+        Thumbnail encoding; ``auto`` keeps PNGs up to 12 KB and otherwise
+        the smaller of PNG and JPEG (photographs).
     max_bytes : int
         Cap on the grid's HTML; tiles past it are counted, not shown.
     fetch_options : FetchOptions, optional
@@ -366,6 +367,11 @@ def show_images(
     Rows that cannot be shown (a 404, bytes that are not an image, a null
     tensor, a reason in ``error_col``) become tiles stating the reason; one bad
     row never fails the grid.
+
+    A Python UDF works on whole Arrow batches, so on a large table limit the
+    rows *before* featurizing a preview --
+    ``show_images(featurizer.transform(df.limit(16)), "features", ...)`` --
+    rather than featurizing a whole first batch for 16 tiles.
 
     Examples
     --------
