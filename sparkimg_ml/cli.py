@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 import typing
 import warnings
 from pathlib import Path
@@ -89,9 +90,13 @@ def _numbers_or_name(values: List[str]) -> Any:
         raise argparse.ArgumentTypeError(f"expected numbers or one preset name, got {' '.join(values)}") from None
 
 
+#: ``typing.Union[...]`` and, on Python 3.10+, ``X | Y`` hints.
+_UNION_ORIGINS = (typing.Union, getattr(types, "UnionType", typing.Union))
+
+
 def _unwrap_optional(hint: Any) -> Any:
     args = typing.get_args(hint)
-    if typing.get_origin(hint) is typing.Union and type(None) in args:
+    if typing.get_origin(hint) in _UNION_ORIGINS and type(None) in args:
         rest = [a for a in args if a is not type(None)]
         return rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
     return hint
@@ -117,7 +122,7 @@ def argument_for(hint: Any) -> Tuple[Dict[str, Any], Optional[Callable[[Any], An
         return {"type": _parse_bool, "metavar": "{true,false}"}, None
     if hint in (int, float, str):
         return {"type": hint, "metavar": "TEXT" if hint is str else hint.__name__.upper()}, None
-    if typing.get_origin(hint) is typing.Union:  # e.g. a list of numbers or a preset name
+    if typing.get_origin(hint) in _UNION_ORIGINS:  # e.g. a list of numbers or a preset name
         return {"nargs": "+", "metavar": "VALUE"}, _numbers_or_name
     if _is_sequence(hint):
         item = (typing.get_args(hint) or (str,))[0]
@@ -128,7 +133,7 @@ def argument_for(hint: Any) -> Tuple[Dict[str, Any], Optional[Callable[[Any], An
     return {"type": json.loads, "metavar": "JSON"}, None
 
 
-def add_featurizer_options(parser: argparse.ArgumentParser, required_input: bool = True) -> Dict[str, Any]:
+def add_featurizer_options(parser: argparse.ArgumentParser) -> Dict[str, Any]:
     """Add one option per featurizer Param; returns ``{dest: (param name, post-conversion)}``."""
     from .featurizer import ImageUrlFeaturizer
 
@@ -145,7 +150,7 @@ def add_featurizer_options(parser: argparse.ArgumentParser, required_input: bool
         dest = f"param_{param.name}"
         names = [option_name(param.name)] + ALIASES.get(param.name, [])
         group.add_argument(*names, dest=dest, default=None, help=help_text,
-                           required=required_input and param.name == "inputCol", **keywords)
+                           required=param.name == "inputCol", **keywords)
         options[dest] = (param.name, post)
     return options
 
