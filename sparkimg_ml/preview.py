@@ -111,10 +111,11 @@ def _picture(thumbnail: Optional[Thumbnail], failure: Optional[str], size: int, 
     detail = detail.strip()
     if len(detail) > room:
         detail = detail[: room - 1] + "\u2026" if room > 1 else ""
-    shown = f"<b>&#9888; {_escape(code)}</b>" + (f"<br>{_escape(detail)}" if detail else "")
+    shown = f"&#9888;<br><b>{_escape(code)}</b>" + (f"<br>{_escape(detail)}" if detail else "")
+    small = size < 96  # a reason code such as "http_404" still fits on one line of a 64-pixel square
     return (f'<div data-failure="1" title="{_escape(reason)}" style="{box}background:{_FAILURE_BACKGROUND};'
-            f'color:#7f1010;padding:6px;text-align:center;overflow-wrap:anywhere;font-size:11px;'
-            f'line-height:1.2"><span>{shown}</span></div>')
+            f'color:#7f1010;padding:{3 if small else 6}px;text-align:center;overflow-wrap:anywhere;'
+            f'font-size:{10 if small else 11}px;line-height:1.2"><span>{shown}</span></div>')
 
 
 def _caption_html(captions: Sequence[Tuple[str, str]]) -> str:
