@@ -32,7 +32,8 @@ REASON_CODES: dict[str, str] = {
     "storage": "a storage (fsspec) backend raised an error, as 'storage: <Class>: <message>' with "
                "credentials removed (e.g. storage: NoCredentialsError: Unable to locate credentials)",
     "decode": "the bytes are not an image in an accepted format, or are truncated/corrupt",
-    "unsupported_format": "the image format is recognised but not accepted (e.g. EPS, PDF)",
+    "unsupported_format": "the image format is recognised but not accepted; the detail names it (e.g. TGA, "
+                          "PDF, or HEIC without the [heif] extra)",
     "too_many_pixels": "the image has more pixels than maxPixels (decompression-bomb guard)",
     "bad_struct": "a Spark image struct whose fields are inconsistent",
     "invalid_source": "the source is not a well-formed URL or data: URI (no host, bad port, bad base64)",
