@@ -32,7 +32,7 @@ browser-check:
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,heif]"
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,heif,onnx]"
 	@touch $(STAMP)
 
 demo: java-check $(STAMP)
