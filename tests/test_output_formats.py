@@ -207,11 +207,16 @@ def test_output_format_persists_in_pipelines_and_old_stages_load_as_vectors(spar
 
 
 def _imports(path: Path) -> set:
-    """Modules of the package that ``path`` imports, at any depth (function-level imports too)."""
+    """Modules of the package that ``path`` imports at run time, at any depth (function-level imports too)."""
     module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    type_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and "TYPE_CHECKING" in ast.unparse(node.test) for inner in ast.walk(node)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in type_only:  # imports for annotations only never run
+            continue
         if isinstance(node, ast.ImportFrom):
             base = package
             for _ in range(max(node.level - 1, 0)):
