@@ -115,3 +115,34 @@ def compare(name: str, got: Mapping[int, np.ndarray | None], want: Mapping[int, 
     bound = f"max |diff| <= {EXACT_MAX_ABS:g}" if exact else f"mean |diff| <= {CLOSE_MEAN_ABS:g} per image"
     return Check(name, passed, f"{len(want)} images, worst max |diff| {worst_max:.2g}, worst mean "
                                f"|diff| {worst_mean:.2g} ({bound}); missing or wrong shape: {missing[:5]}")
+
+
+def byte_lengths(stats: Mapping[str, Any], expected_rows: int, size: int) -> list[Check]:
+    """uint8 tensors over a subset of rows: all present, each exactly ``size`` bytes.
+
+    Examples
+    --------
+    >>> [c.passed for c in byte_lengths({"rows": 2, "nonnull": 2, "shortest": 12, "longest": 13}, 2, 12)]
+    [True, False]
+    """
+    rows, nonnull, shortest, longest = stats["rows"], stats["nonnull"], stats["shortest"], stats["longest"]
+    return [
+        Check("subset rows all non-null", rows == expected_rows and nonnull == rows,
+              f"{nonnull} non-null of {rows} rows, expected {expected_rows}"),
+        Check(f"subset tensors of {size} bytes", shortest == longest == size,
+              f"lengths {shortest}..{longest} bytes over {nonnull} tensors"),
+    ]
+
+
+def job_reply(reply: Mapping[str, Any], expected_rows: int) -> list[Check]:
+    """A job outside Spark (Daft): it ran, and returned every row, none null.
+
+    Examples
+    --------
+    >>> [c.passed for c in job_reply({"rows": 3, "nonnull": 3}, 3)]
+    [True, True, True]
+    >>> job_reply({"error": "OSError: gone"}, 3)[0].detail
+    'OSError: gone'
+    """
+    return [Check("job ran", "error" not in reply, str(reply.get("error", "ok")))] + counts(
+        {"rows": int(reply.get("rows", -1)), "nonnull": int(reply.get("nonnull", -1))}, expected_rows)

@@ -22,6 +22,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks
+from . import checks, daft_contender
 from .checks import Check
 from .corpus import (
     DEFAULT_CACHE_DIR,
@@ -47,8 +48,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 ROW_UDF, FEATURIZER, CEILING, FLOOR = "row_udf", "featurizer", "ceiling", "pass_through"
+FEATURIZER_UINT8, DAFT = "featurizer_uint8", "daft"
 LABELS = {ROW_UDF: "row-at-a-time UDF", FEATURIZER: "ImageUrlFeaturizer", CEILING: "no-Spark ceiling",
-          FLOOR: "pass-through floor"}
+          FLOOR: "pass-through floor", FEATURIZER_UINT8: 'ImageUrlFeaturizer, outputFormat="uint8"',
+          DAFT: "Daft"}
 
 #: Spark settings chosen on purpose (all recorded in the output):
 #: * input Arrow batches hold only the image column (short strings), so Spark's
@@ -96,14 +99,14 @@ class Scenario:
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
-    all_four = (ROW_UDF, FEATURIZER, CEILING, FLOOR)
-    three = (ROW_UDF, FEATURIZER, CEILING)
+    daft = (DAFT,) if args.daft else ()
+    every = (ROW_UDF, FEATURIZER) + daft + (CEILING, FLOOR)
     defined = [
-        Scenario("local_32", "local files -> 32x32x3", "main", "path", 32, all_four),
-        Scenario("http_32", "HTTP -> 32x32x3", "main", "url", 32, three,
+        Scenario("local_32", "local files -> 32x32x3", "main", "path", 32, every),
+        Scenario("http_32", "HTTP -> 32x32x3", "main", "url", 32, every,
                  latencies_ms=tuple(dict.fromkeys((0.0, args.latency_ms)))),
-        Scenario("local_224", "local files -> 224x224x3", "main", "path", 224, three,
-                 max_images=args.images_224),
+        Scenario("local_224", "local files -> 224x224x3", "main", "path", 224,
+                 (ROW_UDF, FEATURIZER, FEATURIZER_UINT8) + daft + (CEILING, FLOOR), max_images=args.images_224),
         Scenario("big_224", f"{args.big_width}x{args.big_height} JPEGs, local -> 224x224x3", "big", "path", 224,
                  (FEATURIZER,), repeats=1),
     ]
@@ -141,8 +144,8 @@ class ContenderResult:
         return statistics.median(1000.0 * cpu(s) / self.images for s in self.samples)
 
     def peak_python_rss_mb(self) -> float:
-        # The Python work of the ceiling runs in the driver process; Spark's in its workers.
-        role = "driver" if self.contender == CEILING else "workers"
+        # The ceiling runs in the driver process, Daft in a child of it; Spark's Python work in its workers.
+        role = "driver" if self.contender in (CEILING, DAFT) else "workers"
         return max(s.peak_rss[role] for s in self.samples) / 2 ** 20
 
     def passed(self) -> bool:
@@ -254,6 +257,7 @@ class Bench:
         self.results: dict[str, dict[str, Any]] = {}
         self.spark: Any = None
         self.tree = ProcessTree()
+        self.daft: Any = None  # a warm benchmarks.daft_contender.DaftWorker when Daft runs
         self._references: dict[tuple[str, int, bool, int], np.ndarray] = {}
 
     # -- references ---------------------------------------------------------------
@@ -278,10 +282,15 @@ class Bench:
             observed.write.format("noop").mode("overwrite").save()
         return measurement.sample, {k: int(v) for k, v in observation.get.items()}
 
-    def subset_stats(self, frame, modulus: int) -> dict[str, Any]:
+    def subset_stats(self, frame, modulus: int, binary: bool = False) -> dict[str, Any]:
         from pyspark.ml.functions import vector_to_array
         from pyspark.sql import functions as F
 
+        if binary:  # uint8 tensors: every byte is a pixel in [0, 255]; check the lengths
+            return frame.where(F.col("id") % modulus == 0).agg(
+                F.count(F.lit(1)).alias("rows"), F.count("features").alias("nonnull"),
+                F.min(F.length("features")).alias("shortest"), F.max(F.length("features")).alias("longest"),
+            ).first().asDict()
         values = vector_to_array(F.col("features"))
         row = frame.where(F.col("id") % modulus == 0).agg(
             F.count(F.lit(1)).alias("rows"), F.count("features").alias("nonnull"),
@@ -290,10 +299,20 @@ class Bench:
         return row.asDict()
 
     def collect_vectors(self, frame, ids: Sequence[int]) -> dict[int, np.ndarray | None]:
+        """Sampled rows' values; uint8 tensors normalised by their column metadata (as a consumer does)."""
         from pyspark.sql import functions as F
 
-        rows = frame.where(F.col("id").isin(list(ids))).select("id", "features").collect()
-        return {row["id"]: (None if row["features"] is None else row["features"].toArray()) for row in rows}
+        from sparkimg_ml.tensors import TensorInfo
+
+        selected = frame.where(F.col("id").isin(list(ids))).select("id", "features")
+        metadata = selected.schema["features"].metadata
+        if "tensor" not in metadata:  # the row UDF's plain vectors
+            return {row["id"]: (None if row["features"] is None else row["features"].toArray())
+                    for row in selected.collect()}
+        info = TensorInfo.from_metadata(metadata)
+        return {row["id"]: (None if row["features"] is None else
+                            info.to_float32(row["features"]).reshape(-1).astype(np.float64))
+                for row in selected.collect()}
 
     # -- one scenario ---------------------------------------------------------------
     def run_scenario(self, scenario: Scenario, corpus: Corpus, base_urls: dict[float, str]) -> dict[str, Any]:
@@ -333,7 +352,14 @@ class Bench:
                 return c.spark_row_udf(df, source, size, size, use_arrow=self.args.row_udf_arrow)
             if result.contender == FEATURIZER:
                 return c.spark_featurizer(df, source, size, size, **self.args.featurizer_params)
+            if result.contender == FEATURIZER_UINT8:
+                params = {**self.args.featurizer_params, "outputFormat": "uint8"}
+                return c.spark_featurizer(df, source, size, size, **params)
             return c.pass_through(df, source)
+
+        def daft_job(latency: float | None, out: str | None = None) -> dict[str, Any]:
+            return {"table": str(corpus.table), "column": "path" if latency is None else "url",
+                    "prefix": "" if latency is None else base_urls[latency], "size": size, "rows": n, "out": out}
 
         notes: dict[str, dict[str, Any]] = {
             FEATURIZER: {"params": c.stage_params(stage), "reduced_decode": reduced},
@@ -341,6 +367,9 @@ class Bench:
             ROW_UDF: {"useArrow": self.args.row_udf_arrow,
                       "spark_default": _conf_value(self.spark, "spark.sql.execution.pythonUDF.arrow.enabled")},
             FLOOR: {},
+            FEATURIZER_UINT8: {"params": {**c.stage_params(stage), "outputFormat": "uint8"}},
+            DAFT: {"version": getattr(self.daft, "version", None),
+                   "pipeline": "download -> decode_image(RGB) -> resize -> image_to_tensor -> float32 / 255"},
         }
         latencies: tuple[float | None, ...] = scenario.latencies_ms or (None,)
         results = {r.key: r for r in (ContenderResult(name, n, latency, notes=dict(notes[name]))
@@ -361,16 +390,34 @@ class Bench:
                                    self.references(corpus, ids, size, reduced=True), exact=True),
                     checks.compare("~ Pillow full decode", got, full_refs, exact=False),
                 ]
+            elif name == DAFT:
+                with tempfile.TemporaryDirectory() as scratch:
+                    out = str(Path(scratch) / "daft.npy")
+                    reply = self.daft.run(daft_job(result.latency_ms, out))
+                    result.checks += checks.job_reply(reply, n)
+                    matrix = np.load(out) if "error" not in reply else np.zeros((0, vector_size))
+                got = {i: matrix[i].astype(np.float64) for i in ids
+                       if i < len(matrix) and not np.isnan(matrix[i]).any()}
+                result.checks.append(checks.value_range(got, vector_size))
+                result.checks.append(checks.compare("~ Pillow full decode (Daft's own decoder and resize)", got,
+                                                    {i: full_refs[i] for i in rgba_free}, exact=False))
+                del matrix
             else:
                 got = self.collect_vectors(frame(result), ids)
                 result.checks.append(checks.value_range(got, vector_size))
-                result.checks += checks.range_stats(self.subset_stats(frame(result), SUBSET_MODULUS), subset_rows)
+                if name == FEATURIZER_UINT8:
+                    result.checks += checks.byte_lengths(
+                        self.subset_stats(frame(result), SUBSET_MODULUS, binary=True), subset_rows, vector_size)
+                else:
+                    result.checks += checks.range_stats(self.subset_stats(frame(result), SUBSET_MODULUS),
+                                                        subset_rows)
                 if name == ROW_UDF:
                     result.checks.append(checks.compare("= Pillow", got, full_refs, exact=True))
                 else:
                     serving = stage.preprocess([str(corpus.path(i)) for i in ids])
                     result.checks.append(checks.compare(
-                        "= featurizer.preprocess (serving path)", got,
+                        "= featurizer.preprocess (serving path)" if name == FEATURIZER else
+                        "uint8 normalised by its metadata = float featurizer.preprocess", got,
                         {i: serving[k].astype(np.float64) for k, i in enumerate(ids)}, exact=True))
                     result.checks.append(checks.compare(
                         "~ Pillow full decode" if reduced else "= Pillow",
@@ -391,9 +438,15 @@ class Bench:
                     result.checks.append(checks.matrix_rows(matrix, n, vector_size))
                     result.checks.append(checks.value_range(dict(enumerate(matrix)), vector_size))
                     del matrix
+                elif name == DAFT:
+                    self.tree.pool = f"{scenario.name}/{key}"  # no Spark workers: reads 0
+                    with Measurement(self.tree) as measurement:
+                        reply = self.daft.run(daft_job(result.latency_ms))
+                    sample = measurement.sample
+                    result.checks += checks.job_reply(reply, n)
                 else:
                     observe = {"rows": F.count(F.lit(1)), "nonnull": F.count(F.col("features"))}
-                    if name == FEATURIZER:
+                    if name in (FEATURIZER, FEATURIZER_UINT8):
                         observe["errors"] = F.count(F.col("error"))
                     sample, observed = self.run_spark(frame(result), observe)
                     result.checks += checks.counts(observed, n)
@@ -419,8 +472,13 @@ class Bench:
                                                  width=args.big_width, height=args.big_height), args.corpus_dir)
         load_start = os.getloadavg()
         started = time.time()
+        daft_needed = any(DAFT in s.contenders for s in chosen)
+        daft_python = daft_contender.ensure_venv(args.build_dir, log) if daft_needed else None
         self.spark = start_spark("sparkimg_ml-benchmarks")
+        stack = contextlib.ExitStack()
         try:
+            if daft_python is not None:
+                self.daft = stack.enter_context(daft_contender.DaftWorker(daft_python))
             self.tree = ProcessTree(jvm_pid=jvm_pid(self.spark))
             conf = {key: _conf_value(self.spark, key) for key in REPORTED_CONF}
             for scenario in chosen:
@@ -435,6 +493,7 @@ class Bench:
                     self.results[scenario.name] = self.run_scenario(scenario, data, base_urls)
                 self.tree.exclude = set()
         finally:
+            stack.close()
             self.spark.stop()
         return {
             "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
@@ -449,32 +508,53 @@ class Bench:
 # -- report ---------------------------------------------------------------------------
 TARGETS = (
     # (label, function of results -> value or None, goal text, predicate or None for context rows)
-    ("local 32x32: featurizer / row UDF throughput",
-     lambda r: _ratio(r, "local_32", FEATURIZER, ROW_UDF), ">= 1.6x", lambda v: v >= 1.6),
+    ("local 32x32: featurizer / Daft throughput",
+     lambda r: _ratio(r, "local_32", FEATURIZER, DAFT), ">= 1", lambda v: v >= 1),
+    ("HTTP 0 ms 32x32: featurizer / Daft throughput",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, 0.0), _at(DAFT, 0.0)), ">= 1", lambda v: v >= 1),
+    ("HTTP {lat} ms 32x32: featurizer / Daft throughput",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(DAFT, _latency(r))), ">= 1",
+     lambda v: v >= 1),
+    ("local 224x224: featurizer / Daft throughput",
+     lambda r: _ratio(r, "local_224", FEATURIZER, DAFT), ">= 1", lambda v: v >= 1),
+    ('local 224x224: featurizer outputFormat="uint8" / Daft throughput',
+     lambda r: _ratio(r, "local_224", FEATURIZER_UINT8, DAFT), ">= 1.3", lambda v: v >= 1.3),
+    ("local 224x224: featurizer (Vector) / row UDF throughput",
+     lambda r: _ratio(r, "local_224", FEATURIZER, ROW_UDF), ">= 6x", lambda v: v >= 6),
     ("local 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
-     lambda r: _cpu_vs_ceiling_floor(r, "local_32"), "<= 1.2x", lambda v: v <= 1.2),
+     lambda r: _cpu_vs_ceiling_floor(r, "local_32"), "<= 1.15", lambda v: v <= 1.15),
+    ("HTTP 0 ms 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
+     lambda r: _cpu_vs_ceiling_floor(r, "http_32", 0.0), "<= 1.15", lambda v: v <= 1.15),
+    ("HTTP {lat} ms 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
+     lambda r: _cpu_vs_ceiling_floor(r, "http_32", _latency(r)), "<= 1.15", lambda v: v <= 1.15),
+    ("local 224x224: featurizer CPU/img / (ceiling + floor CPU/img)",
+     lambda r: _cpu_vs_ceiling_floor(r, "local_224"), "<= 1.15", lambda v: v <= 1.15),
+    ('local 224x224: featurizer "uint8" CPU/img / (ceiling + floor CPU/img)',
+     lambda r: _cpu_vs_ceiling_floor(r, "local_224", contender=FEATURIZER_UINT8), "<= 1.15", lambda v: v <= 1.15),
     ("HTTP 32x32: featurizer throughput at {lat} ms / at 0 ms",
      lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(FEATURIZER, 0.0)), ">= 0.9",
      lambda v: v >= 0.9),
+    ("local 32x32: featurizer / row UDF throughput",
+     lambda r: _ratio(r, "local_32", FEATURIZER, ROW_UDF), ">= 1.6x", lambda v: v >= 1.6),
     ("HTTP {lat} ms 32x32: featurizer / row UDF throughput",
      lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(ROW_UDF, _latency(r))), ">= 5x",
      lambda v: v >= 5),
-    ("local 224x224: featurizer / row UDF throughput",
-     lambda r: _ratio(r, "local_224", FEATURIZER, ROW_UDF), ">= 5x", lambda v: v >= 5),
-    ("local 224x224: featurizer Python worker peak RSS (GB)",
-     lambda r: _rss_gb(r, "local_224"), "<= 1.5", lambda v: v <= 1.5),
+    ("Python worker peak RSS (GB), worst featurizer run of every scenario",
+     lambda r: _worst_rss_gb(r), "<= 1.5", lambda v: v <= 1.5),
     ("large JPEGs 224x224: featurizer Python worker peak RSS (GB)",
      lambda r: _rss_gb(r, "big_224"), "<= 1.5", lambda v: v <= 1.5),
     # Context: what the throughput ratios would be if every contender were CPU-bound on
     # the same cores, and the most any Spark method could reach (the ceiling).
-    ("local 32x32: row UDF CPU/img / featurizer CPU/img",
-     lambda r: _cpu_ratio(r, "local_32", ROW_UDF, FEATURIZER), "context", None),
-    ("local 32x32: row UDF CPU/img / ceiling CPU/img",
-     lambda r: _cpu_ratio(r, "local_32", ROW_UDF, CEILING), "context", None),
+    ("local 32x32: Daft CPU/img / featurizer CPU/img",
+     lambda r: _cpu_ratio(r, "local_32", DAFT, FEATURIZER), "context", None),
+    ("local 224x224: Daft CPU/img / featurizer CPU/img",
+     lambda r: _cpu_ratio(r, "local_224", DAFT, FEATURIZER), "context", None),
+    ('local 224x224: Daft CPU/img / featurizer "uint8" CPU/img',
+     lambda r: _cpu_ratio(r, "local_224", DAFT, FEATURIZER_UINT8), "context", None),
     ("local 224x224: row UDF CPU/img / featurizer CPU/img",
      lambda r: _cpu_ratio(r, "local_224", ROW_UDF, FEATURIZER), "context", None),
-    ("local 224x224: row UDF CPU/img / ceiling CPU/img",
-     lambda r: _cpu_ratio(r, "local_224", ROW_UDF, CEILING), "context", None),
+    ("local 224x224: featurizer CPU/img / ceiling CPU/img",
+     lambda r: _cpu_ratio(r, "local_224", FEATURIZER, CEILING), "context", None),
 )
 
 
@@ -498,8 +578,10 @@ def _cpu_ratio(results: dict[str, Any], scenario: str, a: str, b: str) -> float 
     return ra.cpu_ms_per_image() / rb.cpu_ms_per_image()
 
 
-def _cpu_vs_ceiling_floor(results: dict[str, Any], scenario: str) -> float | None:
-    feat, ceil, floor = (_get(results, scenario, x) for x in (FEATURIZER, CEILING, FLOOR))
+def _cpu_vs_ceiling_floor(results: dict[str, Any], scenario: str, latency: float | None = None,
+                          contender: str = FEATURIZER) -> float | None:
+    """A featurizer's CPU/img over the no-Spark ceiling's plus the pass-through floor's, same latency."""
+    feat, ceil, floor = (_get(results, scenario, _at(x, latency)) for x in (contender, CEILING, FLOOR))
     if feat is None or ceil is None or floor is None:
         return None
     return feat.cpu_ms_per_image() / (ceil.cpu_ms_per_image() + floor.cpu_ms_per_image())
@@ -513,6 +595,13 @@ def _latency(results: dict[str, Any]) -> float | None:
 
 def _at(contender: str, latency: float | None) -> str:
     return contender if latency is None else f"{contender}@{latency:g}ms"
+
+
+def _worst_rss_gb(results: dict[str, Any]) -> float | None:
+    """The largest Python worker peak RSS of any featurizer run, over every scenario that ran."""
+    peaks = [result.peak_python_rss_mb() / 1024 for scenario in results.values()
+             for result in scenario["_results"].values() if result.contender in (FEATURIZER, FEATURIZER_UINT8)]
+    return max(peaks) if peaks else None
 
 
 def _rss_gb(results: dict[str, Any], scenario: str) -> float | None:
@@ -588,6 +677,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--big-height", type=int, help="large JPEG height (default 3000; smoke 900)")
     parser.add_argument("--latency-ms", type=float, default=30.0, help="latency of the slow HTTP scenario")
     parser.add_argument("--scenarios", help="comma-separated subset (default: all)")
+    parser.add_argument("--daft", action=argparse.BooleanOptionalAction, default=None,
+                        help="run Daft as a contender, in its own venv under --build-dir (default: on; "
+                             "off with --smoke)")
+    parser.add_argument("--build-dir", type=Path, default=daft_contender.DEFAULT_BUILD_DIR,
+                        help="where the Daft venv is built and cached")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
                         help="set a featurizer Param, e.g. --param concurrency=32 (repeatable)")
     parser.add_argument("--corpus-dir", type=Path, default=DEFAULT_CACHE_DIR, help="corpus cache directory")
@@ -600,6 +694,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, smoke if args.smoke else full)
     args.row_udf_arrow = {"default": None, "true": True, "false": False}[args.row_udf_arrow]
+    if args.daft is None:
+        args.daft = not args.smoke
     args.featurizer_params = {}
     for item in args.param:
         name, _, value = item.partition("=")

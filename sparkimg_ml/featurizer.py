@@ -1,4 +1,4 @@
-"""``ImageUrlFeaturizer``: an image column (URL, path, bytes or image struct) becomes a Vector."""
+"""``ImageUrlFeaturizer``: an image column (URL, path, bytes or image struct) becomes a tensor column."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pyspark.sql.types import BinaryType, StringType, StructType
 from ._fetch_params import HasFetchParams
 from ._image_params import HasImageParams
 from ._invalid_params import HasInvalidRowParams
+from ._output_params import HasOutputFormat
 from ._udf import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR, FeaturizeTask, make_spark_udf
+from .serving import preprocess_with
 
 
 def _keeps_every_row(image: Column, kind: str) -> Column:
@@ -26,8 +28,8 @@ def _keeps_every_row(image: Column, kind: str) -> Column:
     Spark 4.3 feeds an Arrow UDF straight from a columnar child (a Parquet scan, a
     cached table) when ``spark.sql.execution.arrow.pythonUDF.columnarInput.enabled``
     is on, its default. That path cannot return a ``VectorUDT``
-    (``UNSUPPORTED_DATATYPE``) and turns every output row back into columns, which
-    costs about 2 CPU ms per 224x224 image. A row-based Filter between the scan and
+    (``UNSUPPORTED_DATATYPE``) and, whatever the output type, turns every output
+    row back into columns, which costs about 2 CPU ms per 224x224 float image. A row-based Filter between the scan and
     the UDF keeps the UDF on the row path. The optimizer cannot prove the condition
     true, so it keeps the Filter; it reads only the length of the image column.
     """
@@ -37,9 +39,9 @@ def _keeps_every_row(image: Column, kind: str) -> Column:
 
 class ImageUrlFeaturizer(
     Transformer, HasInputCol, HasOutputCol, HasInvalidRowParams, HasImageParams, HasFetchParams,
-    DefaultParamsReadable, DefaultParamsWritable,
+    HasOutputFormat, DefaultParamsReadable, DefaultParamsWritable,
 ):
-    """Fetch, decode, resize and normalise the image in each row into a dense ``Vector``.
+    """Fetch, decode, resize and normalise the image in each row into a tensor column.
 
     The input column may hold
 
@@ -48,12 +50,17 @@ class ImageUrlFeaturizer(
     * binary: encoded image bytes, e.g. the ``content`` column of ``binaryFile``,
     * the image struct of ``spark.read.format("image")``.
 
-    The output is a dense ``Vector`` of ``height * width * channels`` values in the
-    order given by ``layout`` (HWC by default), channels in ``colorMode`` order,
-    each value ``pixel * scale``. Its column metadata carries the ML attribute
-    group size (``ml_attr.num_attrs``) and, under ``tensor``, the shape, layout
-    and every preprocessing choice, so :class:`~sparkimg_ml.TensorReshaper` and
-    users can read the tensor shape back. Every other column passes through
+    The output holds ``height * width * channels`` values per row in the order
+    given by ``layout`` (HWC by default), channels in ``colorMode`` order. With
+    ``outputFormat="vector"`` (default) it is a dense ``Vector`` of normalised
+    values ``(pixel * scale - mean) / std``, with ``"array"`` the same values as
+    ``array<float>``, and with ``"uint8"`` a ``binary`` value of one byte per
+    pixel value, before normalisation (the compact form for deep-learning
+    consumers, which apply ``scale``/``mean``/``std`` from the metadata with
+    :class:`sparkimg_ml.tensors.TensorInfo`). The column metadata carries, under
+    ``tensor``, the shape, layout, dtype and every preprocessing choice (plus
+    ``ml_attr.num_attrs`` for a Vector), so :class:`~sparkimg_ml.TensorReshaper`
+    and users can read the tensor back. Every other column passes through
     untouched, and only the image column crosses into Python.
 
     Rows whose image cannot be read follow ``handleInvalid``: ``"error"`` fails
@@ -66,8 +73,8 @@ class ImageUrlFeaturizer(
     >>> from sparkimg_ml import ImageUrlFeaturizer
     >>> featurizer = ImageUrlFeaturizer(inputCol="url", imageSize=[64, 64], handleInvalid="keep",
     ...                                 errorCol="image_error")
-    >>> featurizer.getOutputCol(), featurizer.getImageSize()
-    ('features', [64, 64])
+    >>> featurizer.getOutputCol(), featurizer.getImageSize(), featurizer.getOutputFormat()
+    ('features', [64, 64], 'vector')
     >>> features = featurizer.transform(df)  # doctest: +SKIP
     """
 
@@ -78,6 +85,7 @@ class ImageUrlFeaturizer(
         self, *,
         inputCol: Optional[str] = None,
         outputCol: str = "features",
+        outputFormat: str = "vector",
         errorCol: Optional[str] = None,
         handleInvalid: str = "error",
         imageSize: Sequence[int] = (32, 32),
@@ -118,6 +126,7 @@ class ImageUrlFeaturizer(
         self, *,
         inputCol: Optional[str] = None,
         outputCol: str = "features",
+        outputFormat: str = "vector",
         errorCol: Optional[str] = None,
         handleInvalid: str = "error",
         imageSize: Sequence[int] = (32, 32),
@@ -164,29 +173,29 @@ class ImageUrlFeaturizer(
 
     # -- metadata -------------------------------------------------------------
     def outputMetadata(self) -> Dict[str, Any]:
-        """Column metadata of the output vector: ML attribute size plus the ``tensor`` description.
+        """Column metadata of the output: the ``tensor`` description, plus the ML attribute size of a Vector.
 
         Examples
         --------
         >>> meta = ImageUrlFeaturizer(inputCol="url", imageSize=[4, 6]).outputMetadata()
-        >>> meta["ml_attr"], meta["tensor"]["shape"], meta["tensor"]["layout"]
-        ({'num_attrs': 72}, [4, 6, 3], 'HWC')
+        >>> meta["ml_attr"], meta["tensor"]["shape"], meta["tensor"]["layout"], meta["tensor"]["dtype"]
+        ({'num_attrs': 72}, [4, 6, 3], 'HWC', 'float32')
+        >>> ImageUrlFeaturizer(inputCol="url", outputFormat="uint8").outputMetadata()["tensor"]["dtype"]
+        'uint8'
         """
-        spec = self._image_spec()
-        return {"ml_attr": {"num_attrs": spec.size}, "tensor": spec.metadata()}
+        return self._tensor_metadata(self._image_spec())
 
     # -- serving ----------------------------------------------------------------
     def preprocess(self, images: Union[Any, List[Any]]) -> np.ndarray:
         """Apply this stage's Params to one image or a list of images, without Spark.
 
-        ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns a
-        float32 array of shape ``(size,)`` for one image or ``(n, size)`` for a
-        list, bit-identical to this stage's Spark output for the same bytes. A bad
-        image raises :class:`~sparkimg_ml.SourceError` naming the reason.
+        ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns an
+        array of shape ``(size,)`` for one image or ``(n, size)`` for a list, with
+        the values of this stage's Spark output for the same bytes, bit for bit:
+        float32 normalised values, or uint8 pixels with ``outputFormat="uint8"``.
+        A bad image raises :class:`~sparkimg_ml.SourceError` naming the reason.
         """
-        from .serving import preprocess_with
-
-        return preprocess_with(images, self._image_spec(), self._fetch_options())
+        return preprocess_with(images, self._image_spec(), self._fetch_options(), self._output_dtype())
 
     # -- transform --------------------------------------------------------------
     def _input_kind(self, dataset: DataFrame) -> str:
@@ -228,21 +237,22 @@ class ImageUrlFeaturizer(
     def _transform(self, dataset: DataFrame) -> DataFrame:
         kind = self._input_kind(dataset)
         self._check_output_columns(dataset)
+        output_format = self.getOutputFormat()
         task = FeaturizeTask(
             spec=self._image_spec(), fetch=self._fetch_options(), input_kind=kind,
             handle_invalid=self.getHandleInvalid(), input_col=self.getInputCol(),
+            features_format=output_format,
         )
         featurize, features_format = make_spark_udf(task)
         result_col = f"__sparkimg_ml_{self.uid}"
         out_col, error_col = self.getOutputCol(), self.getErrorCol()
 
-        if features_format == VECTOR:
-            dataset = dataset.filter(_keeps_every_row(F.col(self.getInputCol()), kind))
+        dataset = dataset.filter(_keeps_every_row(F.col(self.getInputCol()), kind))
         frame = dataset.withColumn(result_col, featurize(F.col(self.getInputCol())))
         if task.handle_invalid == "skip":
             frame = frame.filter(F.col(result_col).getField("error").isNull())
         features = F.col(result_col).getField("features")
-        if features_format != VECTOR:
+        if output_format == VECTOR and features_format != VECTOR:
             # array_to_vector fails on null arrays: failed rows stay null vectors.
             features = F.when(features.isNotNull(), array_to_vector(features))
         # withMetadata (not alias(metadata=)) keeps the metadata on Spark Connect too.

@@ -44,8 +44,9 @@ def test_benchmark_smoke_run_exits_zero_with_every_check_passed(tmp_path: Path) 
     assert report["smoke"] is True and report["checks_passed"] is True
     expected = {
         "local_32": {"row_udf", "featurizer", "ceiling", "pass_through"},
-        "http_32": {f"{name}@{latency}ms" for name in ("row_udf", "featurizer", "ceiling") for latency in (0, 30)},
-        "local_224": {"row_udf", "featurizer", "ceiling"},
+        "http_32": {f"{name}@{latency}ms" for name in ("row_udf", "featurizer", "ceiling", "pass_through")
+                    for latency in (0, 30)},
+        "local_224": {"row_udf", "featurizer", "featurizer_uint8", "ceiling", "pass_through"},
         "big_224": {"featurizer"},
     }
     assert {name: set(s["contenders"]) for name, s in report["scenarios"].items()} == expected
@@ -55,6 +56,9 @@ def test_benchmark_smoke_run_exits_zero_with_every_check_passed(tmp_path: Path) 
             assert "row count" in names
             assert all(c["passed"] for c in result["checks"])
             assert result["runs"] and result["cpu_ms_per_image_median"] > 0
+    uint8 = report["scenarios"]["local_224"]["contenders"]["featurizer_uint8"]
+    assert {"uint8 normalised by its metadata = float featurizer.preprocess",
+            "subset tensors of 150528 bytes"} <= {c["name"] for c in uint8["checks"]}
     featurizer = report["scenarios"]["local_32"]["contenders"]["featurizer"]
     assert {"= featurizer.preprocess (serving path)", "subset values in [0, 1]", "no error reasons"} <= {
         c["name"] for c in featurizer["checks"]}
