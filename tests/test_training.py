@@ -110,6 +110,27 @@ def test_uint8_tensors_stay_bytes_on_disk_and_are_normalised_when_read(spark, tm
     assert [len(b[1]) for b in batches] == [8, 8, 8, 6]
 
 
+def test_featurizer_uint8_output_reads_back_as_its_float_output_bit_for_bit(spark, tmp_path):
+    from sparkimg_ml import ImageUrlFeaturizer
+    from sparkimg_ml.demo import write_digits_pngs
+
+    pairs = write_digits_pngs(tmp_path / "png")[:60]
+    frame = spark.createDataFrame([(str(tmp_path / "png" / name), label) for name, label in pairs],
+                                  "path string, label int")
+    read = {}
+    for output_format in ("uint8", "vector"):
+        featurizer = ImageUrlFeaturizer(inputCol="path", outputCol="t", imageSize=[12, 10], layout="CHW",
+                                        mean="imagenet", std="imagenet", outputFormat=output_format)
+        out = str(tmp_path / output_format)
+        write_tensors(featurizer.transform(frame), out, "t", label_col="label")
+        read[output_format] = [torch.cat(parts) for parts in zip(*TensorDataset(out, batch_size=64))]
+    (x8, y8), (xf, yf) = read["uint8"], read["vector"]
+    assert x8.shape == (60, 3, 12, 10) and torch.equal(y8, yf)
+    assert torch.equal(x8, xf)
+    sizes = {fmt: sum(p.stat().st_size for p in (tmp_path / fmt).glob("*.parquet")) for fmt in read}
+    assert sizes["uint8"] < sizes["vector"] / 2  # one byte per value on disk, not four
+
+
 def test_row_groups_are_small_enough_to_stream(id_tensors):
     files = TensorFiles(str(id_tensors))
     assert len(files.row_groups) > 3 * 2  # several row groups in each of the 3 files
