@@ -10,12 +10,13 @@ from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasHandleInvalid, HasInputCol, HasOutputCol
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructType
 
 from . import _converters as conv
+from ._persistence import StageWritable
 from ._fetch_params import HasFetchParams
 from ._image_params import HasImageParams
 from ._udf import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR, FeaturizeTask, make_spark_udf
@@ -40,7 +41,7 @@ def _keeps_every_row(image: Column, kind: str) -> Column:
 
 class ImageUrlFeaturizer(
     Transformer, HasInputCol, HasOutputCol, HasHandleInvalid, HasImageParams, HasFetchParams,
-    DefaultParamsReadable, DefaultParamsWritable,
+    DefaultParamsReadable, StageWritable,
 ):
     """Fetch, decode, resize and normalise the image in each row into a dense ``Vector``.
 
