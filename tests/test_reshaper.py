@@ -7,6 +7,7 @@ import json
 from collections import Counter
 
 import numpy as np
+import pyspark
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -500,6 +501,10 @@ def test_cross_validator_tunes_axes_and_persists(labelled, tmp_path):
 # -- deep-learning inference on tensor columns ----------------------------------------------------
 
 @pytest.mark.compat
+@pytest.mark.xfail(
+    tuple(int(v) for v in pyspark.__version__.split(".")[:2]) < (4, 3), strict=False,
+    reason="Spark < 4.3 may leave a Python UDF over lambda expressions unextracted ('Cannot evaluate "
+           "expression'), depending on the session's earlier queries; see README, Supported versions")
 def test_featurizer_and_chw_tensors_feed_predict_batch_udf_like_numpy_on_the_decoded_images(
         spark, static_dir, http_server):
     rng = np.random.default_rng(5)
