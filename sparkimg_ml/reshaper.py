@@ -158,13 +158,16 @@ class _SparkOps:
         return F.flatten(nested)
 
     def quotient(self, value: Dim, divisor: Dim) -> Column:
-        # Exact: both are non-negative ints far below 2**26, so the double quotient truncates right.
+        # Exact: the double quotient of two ints below 2**31 never rounds up to the next integer.
         return (F.lit(value) / divisor).cast("int")
 
     def chunks(self, array: Column, length: Optional[Dim] = None, count: Optional[Dim] = None) -> Column:
+        if (length is None) == (count is None):
+            raise ValueError("chunks takes exactly one of length and count")
+
         def split(values: Column) -> Column:
             size = F.size(values)
-            part = length if length is not None else self.quotient(size, count)
+            part = length if length is not None else self.quotient(size, count)  # type: ignore[arg-type]
             parts = count if count is not None else self.quotient(size, part)
             cut = F.transform(F.sequence(F.lit(0), F.lit(parts - 1)),
                               lambda i: F.slice(values, i * part + 1, part))
