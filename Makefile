@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast test-compat bench bench-smoke lint java-check clean
+.PHONY: demo test test-fast test-compat bench bench-smoke lint java-check browser-check clean
 
 # Spark runs "$JAVA_HOME/bin/java" when JAVA_HOME is set, else "java" from PATH: check the same one.
 java-check:
@@ -18,10 +18,21 @@ java-check:
 	  echo "ERROR: $$java is version $${v:-unknown}; Spark 4 needs Java 17 or newer."; \
 	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; fi
 
+# The preview tests render HTML in a real headless browser (Debian's chromium package).
+CHROMIUM ?= /usr/bin/chromium
+browser-check:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing chromium for the browser tests of the image previews"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "ERROR: $(CHROMIUM) is missing; the preview tests render HTML in headless chromium."; \
+	  echo "  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y chromium"; exit 1; fi
+
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast]"
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,heif,onnx]"
 	@touch $(STAMP)
 
 demo: java-check $(STAMP)
@@ -31,7 +42,7 @@ demo: java-check $(STAMP)
 # Spark Connect, a standalone cluster; see tools/compat_matrix.py). test-fast: the main suite only.
 test: test-fast test-compat
 
-test-fast: java-check $(STAMP)
+test-fast: java-check browser-check $(STAMP)
 	$(BIN)/python -m pytest
 
 # Environments live in build/compat/ and are reused while their recipe and setup.cfg are unchanged.

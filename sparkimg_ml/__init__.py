@@ -6,16 +6,23 @@ ImageUrlFeaturizer
     URL / path / bytes / image-struct column -> normalised dense ``Vector``.
 TensorReshaper
     flat vector or array <-> shaped tensor column (HWC, CHW, ...).
+ImageEmbedder
+    image column -> an ONNX model's embedding (or scores) as a ``Vector``.
 
 ``preprocess`` applies the featurizer's image semantics to one image without Spark.
+``show_images`` and ``failure_report`` show what the pipeline sees, in notebooks and HTML.
 """
 
 from ._version import __version__
+from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
+from .inference import ModelError
+from .preview import failure_report, show_images
 from .reshaper import TensorReshaper
 from .serving import preprocess
 
 __all__ = [
-    "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "preprocess",
+    "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
+    "ModelError", "preprocess", "show_images", "failure_report",
 ]

@@ -133,7 +133,7 @@ class HasFetchParams(Params):
     timeout: Param[float] = Param(
         Params._dummy(), "timeout",
         "seconds allowed for one source from start to last byte, retries, back-off and redirects "
-        "included; past it the row fails with reason timeout.",
+        "included, for HTTP, local and storage reads alike; past it the row fails with reason timeout.",
         typeConverter=conv.positive_float("timeout"),
     )
     connectTimeout: Param[float] = Param(

@@ -9,6 +9,7 @@ from pyspark.ml.param import Param, Params
 from . import _converters as conv
 from .image_ops import (
     COLOR_MODES,
+    COLOR_PROFILES,
     DEFAULT_MAX_PIXELS,
     INTERPOLATIONS,
     LAYOUTS,
@@ -32,6 +33,7 @@ IMAGE_PARAM_DEFAULTS: dict[str, Any] = {
     "exifTranspose": True,
     "reducedDecode": True,
     "maxPixels": DEFAULT_MAX_PIXELS,
+    "colorProfile": "ignore",
 }
 
 
@@ -121,6 +123,13 @@ class HasImageParams(Params):
         "refuse images with more pixels than this (by their header, before decoding) with reason "
         "'too_many_pixels'.",
         typeConverter=conv.positive_int("maxPixels"),
+    )
+
+    colorProfile: Param[str] = Param(
+        Params._dummy(), "colorProfile",
+        "embedded ICC colour profiles: 'ignore' (take pixel values as stored, like most training code) "
+        "or 'srgb' (convert 8-bit images that carry a profile to sRGB with LittleCMS, as browsers show them).",
+        typeConverter=conv.one_of("colorProfile", COLOR_PROFILES, case_insensitive=True),
     )
 
     def __init__(self) -> None:
@@ -231,6 +240,14 @@ class HasImageParams(Params):
         """Sets the value of :py:attr:`maxPixels`."""
         return self._set(maxPixels=value)
 
+    def getColorProfile(self) -> str:
+        """Gets the value of colorProfile or its default value."""
+        return self.getOrDefault(self.colorProfile)
+
+    def setColorProfile(self, value: str) -> HasImageParams:
+        """Sets the value of :py:attr:`colorProfile`."""
+        return self._set(colorProfile=value)
+
     def _image_spec(self) -> ImageSpec:
         """The plain-Python description of this stage's image semantics.
 
@@ -254,4 +271,5 @@ class HasImageParams(Params):
             exif_transpose=self.getExifTranspose(),
             reduced_decode=self.getReducedDecode(),
             max_pixels=self.getMaxPixels(),
+            color_profile=self.getColorProfile(),
         )

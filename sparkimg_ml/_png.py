@@ -6,17 +6,25 @@ in about 60 % of Pillow's time. It comes with the optional ``pyspng`` wheel
 that API through :mod:`ctypes`, which releases the GIL while a PNG decodes (the
 ``pyspng.load`` binding holds it, which would stall the fetch threads of a task).
 
-libspng is used only for PNGs whose every pixel-relevant feature Pillow and
-libspng treat alike: 8-bit gray, RGB or RGBA, not interlaced, with no
-transparency key (``tRNS``), no EXIF, no animation, and intact chunk checksums.
-Anything else, any libspng failure, and any image beyond Pillow's own
-decompression-bomb limit goes to Pillow as before, so errors and results do not
-depend on whether ``pyspng`` is installed.
+libspng is used only for PNGs whose every pixel-, colour- or orientation-relevant
+feature it and Pillow treat alike: 8-bit gray, RGB or RGBA, not interlaced,
+with intact chunk checksums, and no ancillary chunk outside :data:`_INERT_CHUNKS`
+(so no transparency key, EXIF, animation or unknown chunk), no text chunk whose
+keyword Pillow reads an orientation from (EXIF or XMP in text), and no ICC
+profile when the caller converts profiles. Anything else, any libspng failure,
+and any image beyond Pillow's own decompression-bomb limit goes to Pillow as
+before, so errors and results do not depend on whether ``pyspng`` is installed.
+
+Text chunks carry no pixels, yet Pillow refuses a PNG whose compressed text or
+ICC profile inflates past ``PngImagePlugin.MAX_TEXT_CHUNK`` (or whose text adds
+up past ``MAX_TEXT_MEMORY``). :func:`without_unreadable_metadata` drops exactly
+those chunks from a copy of the bytes before Pillow sees them, so such an image
+reads on both paths without changing Pillow's global limits.
 
 Examples
 --------
 >>> import io
->>> from PIL import Image
+>>> from PIL import Image, PngImagePlugin
 >>> buffer = io.BytesIO()
 >>> Image.new("RGB", (3, 2), (9, 8, 7)).save(buffer, "PNG")
 >>> plain_png_mode(buffer.getvalue())
@@ -32,19 +40,24 @@ import importlib.util
 import struct
 import zlib
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Optional
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG colour type -> Pillow mode, for 8-bit samples.
 _MODES = {0: "L", 2: "RGB", 6: "RGBA"}
-#: Chunks that change what Pillow returns beyond the plain pixels.
-_PILLOW_SPECIFIC = {b"tRNS", b"eXIf", b"acTL"}
-_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
-#: Pillow also reads EXIF from this text keyword (ImageMagick's way of storing it in PNG).
-_EXIF_TEXT_KEYWORD = b"Raw profile type exif"
+#: Ancillary chunks that change nothing Pillow or libspng return (neither applies gamma,
+#: chromaticities or significant bits; ``bKGD`` is not composited by either).
+_INERT_CHUNKS = frozenset((b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs", b"tIME", b"bKGD", b"hIST",
+                           b"sPLT", b"oFFs", b"pCAL", b"sCAL", b"sTER"))
+_TEXT_CHUNKS = frozenset((b"tEXt", b"zTXt", b"iTXt"))
+#: Text keywords Pillow reads an EXIF block or an XMP ``tiff:Orientation`` from (``Image.getexif``):
+#: libspng does not, so such a PNG goes to Pillow.
+_ORIENTATION_KEYWORDS = frozenset((b"exif", b"Raw profile type exif", b"XML:com.adobe.xmp"))
+_ICC_CHUNK = b"iCCP"
 
 #: libspng's ``SPNG_FMT_PNG``: the PNG's own sample layout (for the modes above, Pillow's too).
 _SPNG_FMT_PNG = 256
@@ -87,38 +100,144 @@ def available() -> bool:
     return _LIBSPNG is not None
 
 
-def plain_png_mode(data: bytes | bytearray | memoryview) -> Optional[str]:
-    """The Pillow mode of ``data`` if it is a PNG libspng decodes exactly as Pillow does, else None."""
-    view = memoryview(data)
-    if len(view) < 33 or bytes(view[:8]) != _SIGNATURE:
-        return None
-    position, mode = 8, None
-    while position + 8 <= len(view):
+def _chunks(view: memoryview) -> Iterator[tuple[bytes, int, int]]:
+    """``(kind, start, end)`` of each complete chunk after the signature (stops at truncation)."""
+    position = 8
+    while position + 12 <= len(view):
         length, kind = struct.unpack(">I4s", view[position:position + 8])
         end = position + 12 + length
         if end > len(view):
-            return None  # truncated: let Pillow report it
+            return
+        yield kind, position, end
+        position = end
+
+
+def _crc_ok(view: memoryview, start: int, end: int) -> bool:
+    return zlib.crc32(view[start + 4:end - 4]) == struct.unpack(">I", view[end - 4:end])[0]
+
+
+def _keyword(body: memoryview) -> bytes:
+    """The keyword (or profile name) that starts a text or ``iCCP`` chunk body."""
+    head = bytes(body[:80])
+    return head.split(b"\0", 1)[0]
+
+
+def plain_png_mode(data: bytes | bytearray | memoryview, color_managed: bool = False) -> Optional[str]:
+    """The Pillow mode of ``data`` if it is a PNG libspng decodes exactly as Pillow does, else None.
+
+    ``color_managed``: the caller converts embedded ICC profiles, which libspng does not
+    hand over, so a PNG carrying one is left to Pillow.
+    """
+    view = memoryview(data)
+    if len(view) < 33 or bytes(view[:8]) != _SIGNATURE:
+        return None
+    mode = None
+    for kind, start, end in _chunks(view):
         if kind == b"IHDR":
-            if length != 13:
+            if end - start != 25 or mode is not None:
                 return None
-            _, _, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", view[position + 8:position + 21])
+            _, _, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", view[start + 8:start + 21])
             mode = _MODES.get(color) if depth == 8 and interlace == 0 else None
             if mode is None:
                 return None
-        elif mode is None or kind in _PILLOW_SPECIFIC:
-            return None  # IHDR must come first; these chunks need Pillow's handling
-        elif kind in _TEXT_CHUNKS and bytes(view[position + 8:position + 8 + len(_EXIF_TEXT_KEYWORD)]) \
-                == _EXIF_TEXT_KEYWORD:
-            return None
-        if kind != b"IDAT":
-            # Pillow refuses a damaged ancillary chunk where libspng might not look.
-            expected = struct.unpack(">I", view[end - 4:end])[0]
-            if zlib.crc32(view[position + 4:end - 4]) != expected:
+        elif mode is None:
+            return None  # IHDR must come first
+        elif kind in _TEXT_CHUNKS:
+            if _keyword(view[start + 8:end - 4]) in _ORIENTATION_KEYWORDS:
                 return None
+        elif kind == _ICC_CHUNK:
+            if color_managed:
+                return None
+        elif kind not in _INERT_CHUNKS and kind not in (b"IDAT", b"IEND"):
+            return None  # transparency, EXIF, animation, palette or unknown: Pillow's handling
+        if kind != b"IDAT" and not _crc_ok(view, start, end):
+            return None  # Pillow refuses a damaged chunk where libspng might not look
         if kind == b"IEND":
             return mode
-        position = end
     return None
+
+
+def _inflates_past(compressed: memoryview, limit: int) -> tuple[bool, int]:
+    """Whether zlib data inflates to more than ``limit`` bytes (as Pillow checks it), and how far."""
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(compressed, limit)
+    except zlib.error:
+        return False, 0  # Pillow reads undecodable text as empty
+    return bool(inflater.unconsumed_tail), len(inflated)
+
+
+def _text_pillow_refuses(kind: bytes, body: memoryview, text_budget: int) -> tuple[bool, int]:
+    """Whether Pillow would refuse this text or ``iCCP`` chunk, and the text length it counts."""
+    limit = PngImagePlugin.MAX_TEXT_CHUNK
+    keyword_end = len(_keyword(body))
+    rest = body[keyword_end + 1:]
+    if kind == b"tEXt":
+        size = len(rest)
+    elif kind in (b"zTXt", _ICC_CHUNK):
+        if len(rest) and rest[0] != 0:
+            return True, 0  # unknown compression method: Pillow raises
+        too_big, size = _inflates_past(rest[1:], limit)
+        if too_big:
+            return True, 0
+    else:  # iTXt: flag, method, language\0, translated keyword\0, text
+        if len(rest) < 2:
+            return False, 0
+        parts = bytes(rest[2:]).split(b"\0", 2)
+        text = parts[2] if len(parts) == 3 else b""
+        if rest[0] and rest[1] == 0:
+            too_big, size = _inflates_past(memoryview(text), limit)
+            if too_big:
+                return True, 0
+        else:
+            size = len(text)
+    if kind == _ICC_CHUNK:
+        return False, 0  # a profile does not count towards Pillow's text memory
+    return size > text_budget, size
+
+
+def without_unreadable_metadata(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+    """``data`` without the text/``iCCP`` chunks that would make Pillow refuse a readable PNG.
+
+    Pillow raises when a compressed text chunk or ICC profile inflates past
+    ``PngImagePlugin.MAX_TEXT_CHUNK``, when a ``zTXt``/``iCCP`` names an unknown
+    compression method, or when text adds up past ``MAX_TEXT_MEMORY``. Those chunks
+    are dropped (limits read, never changed); damaged chunks are kept so Pillow still
+    reports them. Returns ``data`` itself when nothing is dropped.
+
+    Examples
+    --------
+    >>> import io, struct, zlib
+    >>> from PIL import Image, PngImagePlugin
+    >>> buffer = io.BytesIO()
+    >>> Image.new("L", (2, 2)).save(buffer, "PNG")
+    >>> png = buffer.getvalue()
+    >>> without_unreadable_metadata(png) is png
+    True
+    >>> body = b"zTXtnote" + bytes(2) + zlib.compress(bytes(PngImagePlugin.MAX_TEXT_CHUNK + 1))
+    >>> chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    >>> without_unreadable_metadata(png[:33] + chunk + png[33:]) == png
+    True
+    """
+    view = memoryview(data)
+    if len(view) < 33 or bytes(view[:8]) != _SIGNATURE:
+        return data
+    kept: list[memoryview] = []
+    dropped = False
+    text_budget = PngImagePlugin.MAX_TEXT_MEMORY
+    last = 8
+    for kind, start, end in _chunks(view):
+        last = end
+        if (kind in _TEXT_CHUNKS or kind == _ICC_CHUNK) and _crc_ok(view, start, end):
+            refused, size = _text_pillow_refuses(kind, view[start + 8:end - 4], text_budget)
+            if refused:
+                dropped = True
+                continue
+            text_budget -= size
+        kept.append(view[start:end])
+    if not dropped:
+        return data
+    return b"".join([bytes(view[:8]), *kept, bytes(view[last:])])
 
 
 def _decode(data: bytes, size: int) -> Optional[np.ndarray]:
@@ -143,14 +262,16 @@ def _decode(data: bytes, size: int) -> Optional[np.ndarray]:
         lib.spng_ctx_free(ctx)
 
 
-def decode_plain_png(data: bytes | bytearray | memoryview, max_pixels: int) -> Optional[Image.Image]:
+def decode_plain_png(data: bytes | bytearray | memoryview, max_pixels: int,
+                     color_managed: bool = False) -> Optional[Image.Image]:
     """The decoded image for a plain PNG within ``max_pixels`` (and Pillow's bomb limit), else None.
 
-    None means "use Pillow": not a plain PNG, too large, libspng missing or refusing the file.
+    None means "use Pillow": not a plain PNG (see :func:`plain_png_mode` for
+    ``color_managed``), too large, libspng missing or refusing the file.
     """
     if _LIBSPNG is None:
         return None
-    mode = plain_png_mode(data)
+    mode = plain_png_mode(data, color_managed)
     if mode is None:
         return None
     width, height = struct.unpack(">II", bytes(data[16:24]))

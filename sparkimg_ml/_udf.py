@@ -3,14 +3,21 @@
 Only the image column crosses into Python. Each Spark task gets one thread pool
 and one :class:`~sparkimg_ml.fetch.Fetcher` (pooled keep-alive connections);
 rows arrive as Arrow batches, every *unique* source of a batch is fetched and
-decoded on the pool with a bounded look-ahead window, and results leave as
-Arrow ``struct<features, error: string>`` batches whose size is capped in bytes,
-so memory stays bounded whatever the image size.
+decoded on the pool with a bounded look-ahead window, straight into a row of a
+preallocated block whose size is capped in bytes, so memory stays bounded
+whatever the image size.
 
-``features`` leaves in ``VectorUDT``'s own storage layout (a dense vector:
-``type=1`` and ``values: list<double>``) when the UDF is an ``arrow_udf``, so the
-JVM takes the column as a ``Vector`` without a per-element conversion; the
-``pandas_udf`` fallback returns ``array<float>`` for ``array_to_vector``.
+Two layers:
+
+* :func:`decoded_blocks` is the decode loop: Arrow batches in, numpy blocks
+  (plus a failed mask and reasons) out. Any consumer of decoded images builds
+  on it (the featurizer packs the blocks into Arrow; a model stage can run
+  inference on them).
+* :func:`featurize_batches` packs those blocks into Arrow
+  ``struct<features, error: string>`` batches without copying the values:
+  ``features`` leaves in ``VectorUDT``'s own storage layout (a dense vector:
+  ``type=1`` and ``values: list<double>``), as ``array<float>`` or as
+  ``binary`` (one byte per value).
 
 This module knows Spark's batch shapes but no Params: the stage passes a
 :class:`FeaturizeTask` of plain values.
@@ -41,9 +48,15 @@ INPUT_KINDS = (SOURCE, BINARY, IMAGE_STRUCT)
 #: Fields of ``spark.read.format("image")``'s struct that we read.
 IMAGE_STRUCT_FIELDS = ("height", "width", "nChannels", "mode", "data")
 
-#: How the features leave a batch: as ``VectorUDT`` storage or as ``array<float>``.
-VECTOR, ARRAY = "vector", "array"
-FEATURE_FORMATS = (VECTOR, ARRAY)
+#: How the features leave a batch: as ``VectorUDT`` storage (float64 values),
+#: as ``array<float>``, or as ``binary`` holding the uint8 pixels before
+#: normalisation.
+VECTOR, ARRAY, UINT8 = "vector", "array", "uint8"
+FEATURE_FORMATS = (VECTOR, ARRAY, UINT8)
+#: Element type of the decoded blocks for each format. A Vector's float64 values
+#: are written directly (each one exactly the float32 value ``preprocess`` returns),
+#: which saves a widening pass over the block.
+BLOCK_DTYPES: Dict[str, np.dtype] = {VECTOR: np.dtype(np.float64), ARRAY: np.dtype(np.float32), UINT8: np.dtype(np.uint8)}
 
 #: Arrow layout of ``pyspark.ml.linalg.VectorUDT().sqlType()``.
 VECTOR_STORAGE_TYPE = pa.struct([
@@ -52,12 +65,10 @@ VECTOR_STORAGE_TYPE = pa.struct([
 ])
 _DENSE = 1
 
-#: Upper bound of one output Arrow batch; keeps 224x224 and larger outputs from
-#: materialising a whole 10,000-row input batch at once.
+#: Upper bound of one decoded block (and output Arrow batch); keeps 224x224 and
+#: larger outputs from materialising a whole 10,000-row input batch at once.
 OUTPUT_BATCH_BYTES = 32 * 1024 * 1024
 MAX_OUTPUT_BATCH_ROWS = 4096
-
-Result = Union[np.ndarray, SourceError]
 
 
 class ImageFeaturizationError(RuntimeError):
@@ -73,32 +84,77 @@ class FeaturizeTask:
     input_kind: str
     handle_invalid: str
     input_col: str
-    #: :data:`VECTOR` (``arrow_udf``) or :data:`ARRAY` (``pandas_udf`` fallback).
+    #: One of :data:`FEATURE_FORMATS`; also sets the dtype of the decoded blocks.
     features_format: str = VECTOR
+    #: Named in the ``handleInvalid="error"`` message.
+    stage_name: str = "ImageUrlFeaturizer"
+
+    @property
+    def block_dtype(self) -> np.dtype:
+        """Element type of :func:`decoded_blocks`' blocks: float64, float32 or uint8."""
+        return BLOCK_DTYPES[self.features_format]
 
     def rows_per_output_batch(self) -> int:
-        row_bytes = (8 if self.features_format == VECTOR else 4) * self.spec.size
+        row_bytes = self.block_dtype.itemsize * self.spec.size
         return max(1, min(MAX_OUTPUT_BATCH_ROWS, OUTPUT_BATCH_BYTES // row_bytes))
 
 
+@dataclass
+class DecodedBlock:
+    """Consecutive rows of one input batch, decoded.
+
+    Attributes
+    ----------
+    block : numpy.ndarray
+        ``(rows, spec.size)`` array of the task's :attr:`FeaturizeTask.block_dtype`:
+        normalised values (float) or pixels before normalisation (uint8), flat in
+        the spec's layout. Rows that failed are all zeros.
+    failed : numpy.ndarray
+        ``(rows,)`` bool, True where the row's image could not be read.
+    reasons : list of str or None
+        The reason code of each failed row (``"http_404: Not Found"``), None for good rows.
+    """
+
+    block: np.ndarray
+    failed: np.ndarray
+    reasons: List[Optional[str]]
+
+
 def output_arrow_type(size: int, features_format: str = VECTOR) -> pa.DataType:
-    features = VECTOR_STORAGE_TYPE if features_format == VECTOR else pa.list_(pa.float32(), size)
+    if features_format == VECTOR:
+        features: pa.DataType = VECTOR_STORAGE_TYPE
+    elif features_format == UINT8:
+        features = pa.binary()
+    else:
+        features = pa.list_(pa.float32(), size)
     return pa.struct([("features", features), ("error", pa.string())])
 
 
+def _validity(failed: np.ndarray) -> Optional[pa.Buffer]:
+    """Arrow validity bitmap (None when every row is valid)."""
+    if not failed.any():
+        return None
+    return pa.array(~failed).buffers()[1]
+
+
 def _features_array(block: np.ndarray, failed: np.ndarray, features_format: str) -> pa.Array:
-    """One output batch's features: rows of ``block``, null where ``failed``."""
+    """One output batch's features, sharing ``block``'s memory; null where ``failed``."""
     rows, size = block.shape
-    mask = pa.array(failed) if failed.any() else None
+    values = pa.py_buffer(np.ascontiguousarray(block))
+    validity = _validity(failed)
+    null_count = int(failed.sum())
+    if features_format == UINT8:
+        offsets = pa.py_buffer(np.arange(0, (rows + 1) * size, size, dtype=np.int32))
+        return pa.Array.from_buffers(pa.binary(), rows, [validity, offsets, values], null_count)
     if features_format == ARRAY:
-        return pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), size, mask=mask)
-    # float32 -> float64 is exact: the Vector holds the very values preprocess() returns.
-    offsets = pa.array(np.arange(0, (rows + 1) * size, size, dtype=np.int32))
-    values = pa.ListArray.from_arrays(offsets, pa.array(block.reshape(-1), type=pa.float64()))
+        flat = pa.Array.from_buffers(pa.float32(), rows * size, [None, values])
+        return pa.FixedSizeListArray.from_arrays(flat, size, mask=pa.array(failed) if null_count else None)
+    flat = pa.Array.from_buffers(pa.float64(), rows * size, [None, values])
+    offsets_array = pa.array(np.arange(0, (rows + 1) * size, size, dtype=np.int32))
     return pa.StructArray.from_arrays(
         [pa.array(np.full(rows, _DENSE, np.int8)), pa.nulls(rows, pa.int32()),
-         pa.nulls(rows, pa.list_(pa.int32())), values],
-        fields=list(VECTOR_STORAGE_TYPE), mask=mask,
+         pa.nulls(rows, pa.list_(pa.int32())), pa.ListArray.from_arrays(offsets_array, flat)],
+        fields=list(VECTOR_STORAGE_TYPE), mask=pa.array(failed) if null_count else None,
     )
 
 
@@ -108,15 +164,16 @@ def _decode_slots() -> int:
     return max(2, os.cpu_count() or 2)
 
 
-class _RowProcessor:
-    """Fetches and decodes one row; shared by the pool threads of one task."""
+class _RowDecoder:
+    """Fetches one row and decodes it into its output row; shared by the pool threads of one task."""
 
     def __init__(self, task: FeaturizeTask, fetcher: Optional[Fetcher]) -> None:
         self.task = task
         self.fetcher = fetcher
         self._decode_gate = threading.BoundedSemaphore(_decode_slots())
 
-    def __call__(self, item: Any) -> Result:
+    def __call__(self, work: Tuple[Any, np.ndarray]) -> Optional[SourceError]:
+        item, out = work
         try:
             if item is None:
                 raise SourceError("missing", "null source")
@@ -124,7 +181,8 @@ class _RowProcessor:
             if kind == IMAGE_STRUCT:
                 height, width, n_channels, mode, data = item
                 with self._decode_gate:
-                    return preprocess_spark_struct(height, width, n_channels, mode, data, self.task.spec)
+                    preprocess_spark_struct(height, width, n_channels, mode, data, self.task.spec, out=out)
+                return None
             if kind == SOURCE:
                 assert self.fetcher is not None
                 data = self.fetcher.fetch(item)
@@ -133,13 +191,14 @@ class _RowProcessor:
                 if len(data) == 0:
                     raise SourceError("missing", "empty bytes")
             with self._decode_gate:
-                return preprocess_bytes(data, self.task.spec)
+                preprocess_bytes(data, self.task.spec, out=out)
+            return None
         except SourceError as error:
             return error
 
 
-def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Result], items: Iterable[Any],
-                 window: int) -> Iterator[Result]:
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any],
+                 window: int) -> Iterator[Any]:
     """``map`` over ``items`` in order, keeping at most ``window`` calls in flight."""
     pending: Deque[Future] = collections.deque()
     try:
@@ -179,11 +238,115 @@ def _describe(item: Any, kind: str, origin: Optional[str]) -> str:
     return redact_source(item)
 
 
+def _batch_blocks(batch: pa.Array, task: FeaturizeTask, decoder: _RowDecoder,
+                  pool: ThreadPoolExecutor) -> Iterator[DecodedBlock]:
+    """Decode one Arrow batch into consecutive blocks of at most ``rows_per_output_batch`` rows."""
+    kind = task.input_kind
+    items, keys = _row_items(batch, kind)
+    origins = (batch.field("origin").to_pylist()
+               if kind == IMAGE_STRUCT and "origin" in {f.name for f in batch.type} else None)
+    rows = len(items)
+    block_rows = task.rows_per_output_batch()
+    # Identical sources in one batch are fetched and decoded once: a later row copies
+    # the values of the first row with its source (``source_row``), which is kept
+    # until its last copy (``last_copy``).
+    first_row: Dict[Any, int] = {}
+    source_row = [row if key is None else first_row.setdefault(key, row) for row, key in enumerate(keys)]
+    last_copy = {source: row for row, source in enumerate(source_row) if source != row}
+    kept: Dict[int, Tuple[np.ndarray, Optional[SourceError]]] = {}
+
+    blocks: Dict[int, np.ndarray] = {}
+
+    def block_of(index: int) -> np.ndarray:
+        # Allocated on first use, by the look-ahead of the submissions or by the consumer.
+        if index not in blocks:
+            count = min(block_rows, rows - index * block_rows)
+            blocks[index] = np.zeros((count, task.spec.size), dtype=task.block_dtype)
+        return blocks[index]
+
+    def work() -> Iterator[Tuple[Any, np.ndarray]]:
+        # Runs on the consuming thread (inside ``next(results)``), so ``blocks`` needs no lock.
+        for row in range(rows):
+            if source_row[row] == row:
+                index, offset = divmod(row, block_rows)
+                yield items[row], block_of(index)[offset]
+
+    results = _ordered_map(pool, decoder, work(), window=4 * task.fetch.concurrency)
+    for index, start in enumerate(range(0, rows, block_rows)):
+        block = block_of(index)
+        failed = np.zeros(len(block), dtype=bool)
+        reasons: List[Optional[str]] = [None] * len(block)
+        for offset, row in enumerate(range(start, start + len(block))):
+            source = source_row[row]
+            if source == row:
+                error = next(results)
+                if source in last_copy:
+                    kept[source] = (block[offset], error)
+            else:
+                values, error = kept[source]
+                block[offset] = values
+                if last_copy[source] == row:
+                    del kept[source]
+            if error is None:
+                continue
+            if task.handle_invalid == "error":
+                where = _describe(items[row], kind, origins[row] if origins else None)
+                raise ImageFeaturizationError(
+                    f"{task.stage_name} could not read the image of row with {task.input_col}={where}: "
+                    f"{error.reason}. Set handleInvalid='keep' (null output, reason in errorCol) or "
+                    f"'skip' (drop the row) to go on past bad images."
+                )
+            block[offset] = 0  # a failed decode may have written part of the row
+            failed[offset] = True
+            reasons[offset] = error.reason
+        del blocks[index]
+        yield DecodedBlock(block, failed, reasons)
+
+
+def decoded_blocks(batches: Iterable[pa.Array], task: FeaturizeTask) -> Iterator[DecodedBlock]:
+    """Fetch and decode every row of ``batches`` (Arrow arrays of the image column) into numpy blocks.
+
+    The blocks follow the input rows in order: each input batch is cut into
+    consecutive :class:`DecodedBlock` s of at most ``task.rows_per_output_batch()``
+    rows (never spanning two input batches), so concatenating them gives one row
+    per input row. Values are ``task.block_dtype``: for normalised float32 values
+    use ``features_format=ARRAY``, for raw uint8 pixels (normalise them later with
+    :class:`sparkimg_ml.tensors.TensorInfo` or :func:`sparkimg_ml.tensors.normalisation`)
+    ``features_format=UINT8``. A row that cannot be read raises
+    :class:`ImageFeaturizationError` under ``handle_invalid="error"``; otherwise it
+    is marked in ``failed`` with its reason.
+
+    Plain function of Arrow arrays: runs in Spark's Python worker, and in tests or
+    a profiler without Spark. One thread pool and one Fetcher serve all batches.
+
+    Examples
+    --------
+    >>> from sparkimg_ml.image_ops import ImageSpec
+    >>> from sparkimg_ml.fetch import FetchOptions
+    >>> task = FeaturizeTask(ImageSpec(2, 2), FetchOptions(), SOURCE, "keep", "url", features_format=UINT8)
+    >>> [decoded] = decoded_blocks([pa.array([None, "/no/such.png"])], task)
+    >>> decoded.block.shape, decoded.block.dtype, decoded.failed.tolist()
+    ((2, 12), dtype('uint8'), [True, True])
+    >>> decoded.reasons
+    ['missing: null source', 'not_found: /no/such.png']
+    """
+    fetcher = Fetcher(task.fetch) if task.input_kind == SOURCE else None
+    decoder = _RowDecoder(task, fetcher)
+    pool = ThreadPoolExecutor(max_workers=task.fetch.concurrency, thread_name_prefix="sparkimg_ml")
+    try:
+        for batch in batches:
+            yield from _batch_blocks(batch, task, decoder, pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if fetcher is not None:
+            fetcher.close()
+
+
 def featurize_batches(batches: Iterable[pa.Array], task: FeaturizeTask) -> Iterator[pa.StructArray]:
     """Turn Arrow batches of the image column into ``struct<features, error>`` batches.
 
-    This is the whole per-task job: it runs in Spark's Python worker but is a plain
-    function of Arrow arrays, so it can be tested and profiled without Spark.
+    This is the whole per-task job: :func:`decoded_blocks`, then each block wrapped
+    as Arrow without copying its values.
 
     Examples
     --------
@@ -194,69 +357,13 @@ def featurize_batches(batches: Iterable[pa.Array], task: FeaturizeTask) -> Itera
     >>> out.field("error").to_pylist()
     ['missing: null source', 'not_found: /no/such.png']
     """
-    kind = task.input_kind
-    size = task.spec.size
-    chunk_rows = task.rows_per_output_batch()
-    concurrency = task.fetch.concurrency
-    fetcher = Fetcher(task.fetch) if kind == SOURCE else None
-    processor = _RowProcessor(task, fetcher)
-    arrow_type = output_arrow_type(size, task.features_format)
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sparkimg_ml")
-    try:
-        for batch in batches:
-            items, keys = _row_items(batch, kind)
-            origins = (batch.field("origin").to_pylist()
-                       if kind == IMAGE_STRUCT and "origin" in {f.name for f in batch.type}
-                       else None)
-            # Identical sources in one batch are fetched and decoded once.
-            remaining = collections.Counter(k for k in keys if k is not None)
-            unique_items = []
-            seen: set = set()
-            for item, key in zip(items, keys):
-                if key is None or key not in seen:
-                    unique_items.append(item)
-                    if key is not None:
-                        seen.add(key)
-            results = _ordered_map(pool, processor, unique_items, window=4 * concurrency)
-            shared: Dict[Any, Result] = {}
-            for start in range(0, len(items), chunk_rows):
-                stop = min(start + chunk_rows, len(items))
-                block = np.zeros((stop - start, size), dtype=np.float32)
-                failed = np.zeros(stop - start, dtype=bool)
-                reasons: List[Optional[str]] = [None] * (stop - start)
-                for row in range(start, stop):
-                    key = keys[row]
-                    if key is not None and key in shared:
-                        result = shared[key]
-                    else:
-                        result = next(results)
-                    if key is not None:
-                        remaining[key] -= 1
-                        if remaining[key] > 0:
-                            shared[key] = result
-                        else:
-                            shared.pop(key, None)
-                    if isinstance(result, SourceError):
-                        if task.handle_invalid == "error":
-                            where = _describe(items[row], kind, origins[row] if origins else None)
-                            raise ImageFeaturizationError(
-                                f"ImageUrlFeaturizer could not read the image of row with "
-                                f"{task.input_col}={where}: {result.reason}. Set handleInvalid='keep' "
-                                f"(null vector, reason in errorCol) or 'skip' (drop the row) to go on "
-                                f"past bad images."
-                            )
-                        failed[row - start] = True
-                        reasons[row - start] = result.reason
-                    else:
-                        block[row - start] = result
-                yield pa.StructArray.from_arrays(
-                    [_features_array(block, failed, task.features_format), pa.array(reasons, type=pa.string())],
-                    fields=list(arrow_type),
-                )
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if fetcher is not None:
-            fetcher.close()
+    fields = list(output_arrow_type(task.spec.size, task.features_format))
+    for decoded in decoded_blocks(batches, task):
+        yield pa.StructArray.from_arrays(
+            [_features_array(decoded.block, decoded.failed, task.features_format),
+             pa.array(decoded.reasons, type=pa.string())],
+            fields=fields,
+        )
 
 
 def _vector_results_supported() -> bool:
@@ -270,22 +377,28 @@ def _vector_results_supported() -> bool:
 def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None) -> Tuple[Any, str]:
     """The vectorised UDF for ``task`` and the format of its ``features`` field.
 
-    ``arrow_udf`` when Spark has it, returning ``struct<features: vector, error: string>``
-    (``array<float>`` features on Spark 4.1/4.2); else a ``pandas_udf`` returning
-    ``struct<features: array<float>, error: string>``. Array features still need
-    ``array_to_vector``.
+    ``task.features_format`` is the format asked for. ``arrow_udf`` (Spark >= 4.1)
+    returns ``struct<features, error: string>`` with ``features`` a ``vector``
+    (Spark >= 4.3), ``array<float>`` or ``binary``; older Sparks get a
+    ``pandas_udf`` with the same struct. Where a Vector cannot be returned the
+    features come back as ``array<float>`` (the returned format says so) and still
+    need ``array_to_vector``.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, DataType, FloatType, StringType, StructField, StructType
+    from pyspark.sql.types import ArrayType, BinaryType, DataType, FloatType, StringType, StructField, StructType
 
     if use_arrow_udf is None:
         use_arrow_udf = hasattr(F, "arrow_udf")
-    features_format = VECTOR if use_arrow_udf and _vector_results_supported() else ARRAY
+    features_format = task.features_format
+    if features_format == VECTOR and not (use_arrow_udf and _vector_results_supported()):
+        features_format = ARRAY
     task = dataclasses.replace(task, features_format=features_format)
     if features_format == VECTOR:
         from pyspark.ml.linalg import VectorUDT
 
         features_type: DataType = VectorUDT()
+    elif features_format == UINT8:
+        features_type = BinaryType()
     else:
         features_type = ArrayType(FloatType(), containsNull=False)
     return_type = StructType([
@@ -307,13 +420,10 @@ def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None) ->
             values = [None if not isinstance(v, (str, bytes, bytearray)) else v for v in series.to_list()]
             return pa.array(values, type=pa.string() if task.input_kind == SOURCE else pa.binary())
 
-        for out in featurize_batches(map(to_arrow, series_batches), task):
-            features = out.field("features")
-            frame = pd.DataFrame({
-                "features": [None if v is None else np.asarray(v, dtype=np.float32)
-                             for v in features.to_numpy(zero_copy_only=False)],
-                "error": out.field("error").to_pylist(),
-            })
-            yield frame
+        as_bytes = task.features_format == UINT8
+        for decoded in decoded_blocks(map(to_arrow, series_batches), task):
+            features = [None if bad else (row.tobytes() if as_bytes else row)
+                        for row, bad in zip(decoded.block, decoded.failed)]
+            yield pd.DataFrame({"features": features, "error": decoded.reasons})
 
     return F.pandas_udf(featurize_pandas, return_type), features_format  # type: ignore[call-overload]

@@ -8,8 +8,11 @@ nothing from the internet:
    them from a loopback HTTP server, with a few broken URLs seeded on purpose;
 2. builds a wide table (the URL plus 120 unrelated columns);
 3. fits ``ImageUrlFeaturizer -> PCA -> MultilayerPerceptronClassifier``,
-   reports held-out accuracy and failed rows by reason, saves the
+   reports held-out accuracy and failed rows by reason (with examples), saves the
    ``PipelineModel`` and checks that the loaded model predicts the same.
+
+The failures are reported by :func:`~sparkimg_ml.failure_report`: counts by
+reason code with example URLs.
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ def main(argv: List[str] | None = None) -> int:
     from pyspark.ml import PipelineModel
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
+
+    from .preview import failure_report
 
     spark = (
         SparkSession.builder.master("local[2]").appName("sparkimg_ml-demo")
@@ -155,13 +159,8 @@ def main(argv: List[str] | None = None) -> int:
                 ).evaluate(predictions)
                 print(f"held-out accuracy: {accuracy:.3f} on {predictions.count()} readable test images")
 
-                failures = (
-                    model.stages[0].transform(table)
-                    .where(F.col("image_error").isNotNull())
-                    .groupBy(F.split("image_error", ":").getItem(0).alias("reason"))
-                    .count().orderBy("reason").collect()
-                )
-                print("failed rows by reason:", {row["reason"]: row["count"] for row in failures} or "none")
+                report = failure_report(model.stages[0].transform(table), "image_error", source_col="url")
+                print(report)
 
                 output = Path(args.output).resolve() / "digits_pipeline_model"
                 model.write().overwrite().save(str(output))

@@ -19,7 +19,8 @@ REASON_CODES: dict[str, str] = {
     "missing": "the source is null or empty",
     "http_4xx": "the server answered with a 4xx status (the code names it, e.g. http_404)",
     "http_5xx": "the server answered with a 5xx status after all retries (e.g. http_503)",
-    "timeout": "connecting or reading took longer than the configured timeout or deadline",
+    "timeout": "connecting or reading (HTTP, local file, storage) took longer than the configured timeout or "
+               "deadline, or too many earlier reads are still blocked past theirs",
     "connection": "the connection failed (refused, reset, DNS failure, body shorter than announced)",
     "too_large": "the body is larger than maxBytes",
     "too_many_redirects": "more redirects than allowed, or a redirect loop",
@@ -28,9 +29,11 @@ REASON_CODES: dict[str, str] = {
     "not_found": "a local or storage path does not exist",
     "not_a_file": "a local path is a directory, FIFO, device or other non-regular file",
     "local_files_disabled": "the source is a local path but local-file reading is turned off",
-    "storage": "a storage (fsspec) backend failed to read the object",
+    "storage": "a storage (fsspec) backend raised an error, as 'storage: <Class>: <message>' with "
+               "credentials removed (e.g. storage: NoCredentialsError: Unable to locate credentials)",
     "decode": "the bytes are not an image in an accepted format, or are truncated/corrupt",
-    "unsupported_format": "the image format is recognised but not accepted (e.g. EPS, PDF)",
+    "unsupported_format": "the image format is recognised but not accepted; the detail names it (e.g. TGA, "
+                          "PDF, or HEIC without the [heif] extra)",
     "too_many_pixels": "the image has more pixels than maxPixels (decompression-bomb guard)",
     "bad_struct": "a Spark image struct whose fields are inconsistent",
     "invalid_source": "the source is not a well-formed URL or data: URI (no host, bad port, bad base64)",

@@ -8,20 +8,17 @@ import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
-from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasHandleInvalid, HasInputCol, HasOutputCol
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructType
 
-from . import _converters as conv
-from ._persistence import StageWritable
 from ._fetch_params import HasFetchParams
 from ._image_params import HasImageParams
+from ._invalid_params import HasInvalidRowParams
+from ._persistence import StageWritable
 from ._udf import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR, FeaturizeTask, make_spark_udf
-
-HANDLE_INVALID_OPTIONS = ("error", "skip", "keep")
 
 
 def _keeps_every_row(image: Column, kind: str) -> Column:
@@ -40,7 +37,7 @@ def _keeps_every_row(image: Column, kind: str) -> Column:
 
 
 class ImageUrlFeaturizer(
-    Transformer, HasInputCol, HasOutputCol, HasHandleInvalid, HasImageParams, HasFetchParams,
+    Transformer, HasInputCol, HasOutputCol, HasInvalidRowParams, HasImageParams, HasFetchParams,
     DefaultParamsReadable, StageWritable,
 ):
     """Fetch, decode, resize and normalise the image in each row into a dense ``Vector``.
@@ -77,19 +74,6 @@ class ImageUrlFeaturizer(
 
     _input_kwargs: Dict[str, Any]  # set by @keyword_only
 
-    handleInvalid: "Param[str]" = Param(
-        Params._dummy(), "handleInvalid",
-        "how to handle rows whose image cannot be fetched or decoded: 'error' (fail the job, naming "
-        "the row's source and the cause), 'skip' (drop the row) or 'keep' (null vector; the reason "
-        "goes to errorCol when set).",
-        typeConverter=conv.one_of("handleInvalid", HANDLE_INVALID_OPTIONS),
-    )
-    errorCol: "Param[str]" = Param(
-        Params._dummy(), "errorCol",
-        "optional output column of failure reasons ('code: detail', null when the row is fine).",
-        typeConverter=TypeConverters.toString,
-    )
-
     @keyword_only
     def __init__(
         self, *,
@@ -110,6 +94,7 @@ class ImageUrlFeaturizer(
         exifTranspose: bool = True,
         reducedDecode: bool = True,
         maxPixels: int = 89_478_485,
+        colorProfile: str = "ignore",
         concurrency: int = 16,
         timeout: float = 30.0,
         connectTimeout: float = 10.0,
@@ -149,6 +134,7 @@ class ImageUrlFeaturizer(
         exifTranspose: bool = True,
         reducedDecode: bool = True,
         maxPixels: int = 89_478_485,
+        colorProfile: str = "ignore",
         concurrency: int = 16,
         timeout: float = 30.0,
         connectTimeout: float = 10.0,
@@ -176,18 +162,6 @@ class ImageUrlFeaturizer(
     def setOutputCol(self, value: str) -> "ImageUrlFeaturizer":
         """Sets the value of :py:attr:`outputCol`."""
         return self._set(outputCol=value)
-
-    def setHandleInvalid(self, value: str) -> "ImageUrlFeaturizer":
-        """Sets the value of :py:attr:`handleInvalid`."""
-        return self._set(handleInvalid=value)
-
-    def getErrorCol(self) -> Optional[str]:
-        """Gets the value of errorCol, or None when no reason column is written."""
-        return self.getOrDefault(self.errorCol) if self.isDefined(self.errorCol) else None
-
-    def setErrorCol(self, value: str) -> "ImageUrlFeaturizer":
-        """Sets the value of :py:attr:`errorCol`."""
-        return self._set(errorCol=value)
 
     # -- metadata -------------------------------------------------------------
     def outputMetadata(self) -> Dict[str, Any]:

@@ -27,6 +27,7 @@ Routes (``GET``):
 ``/wrong-type/text``            text labelled ``image/png``
 ``/chunked``                    the PNG in several ``Transfer-Encoding: chunked`` chunks
 ``/echo-headers``               the request headers as a JSON object
+``/set-cookie``                 the PNG with a ``Set-Cookie`` header
 ==============================  =====================================================
 """
 
@@ -39,6 +40,7 @@ import http.server
 import io
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -194,6 +196,8 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
         elif path == "/echo-headers":
             body = json.dumps({k: v for k, v in self.headers.items()}).encode()
             self._send(200, body, "application/json")
+        elif path == "/set-cookie":
+            self._send(200, PNG, headers={"Set-Cookie": "session=from-the-server; Path=/"})
         else:
             self._send(404, b"no such route", "text/plain")
 
@@ -221,8 +225,9 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default listen backlog (5) drops bursts of concurrent connects
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _FaultHandler)
+        self.tls = tls
         self.hits: collections.Counter = collections.Counter()
         self._hits_lock = threading.Lock()
         self.connections = 0
@@ -230,10 +235,12 @@ class _Server(http.server.ThreadingHTTPServer):
         self.peak_busy: collections.Counter = collections.Counter()
 
     def get_request(self):  # type: ignore[no-untyped-def]
-        accepted = super().get_request()
+        sock, address = super().get_request()
         with self._hits_lock:
             self.connections += 1
-        return accepted
+        if self.tls is not None:  # a failed handshake raises OSError, which the server loop ignores
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        return sock, address
 
     def count(self, key: str) -> int:
         with self._hits_lock:
@@ -254,12 +261,15 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FaultServer:
-    """Runs the fault routes on ``127.0.0.1`` on a free port; use as a context manager."""
+    """Runs the fault routes on ``127.0.0.1`` on a free port; use as a context manager.
 
-    def __init__(self) -> None:
-        self._server = _Server()
+    With ``tls`` (a server-side context holding a certificate) it speaks HTTPS.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._server = _Server(tls)
         self.port = self._server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:

@@ -98,6 +98,57 @@ def jpeg_header_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
     return bytes(data)
 
 
+#: Formats Pillow reads but the featurizer refuses (less hardened decoders), as (format, mode, save options).
+REFUSED_PILLOW_FORMATS: list[tuple[str, str, dict[str, Any]]] = [
+    ("TGA", "RGB", {}), ("PPM", "RGB", {}), ("PPM", "L", {}), ("PPM", "1", {}), ("SGI", "RGB", {}),
+    ("PCX", "RGB", {}), ("XBM", "1", {}), ("ICO", "RGB", {}), ("DDS", "RGB", {}), ("QOI", "RGB", {}),
+    ("JPEG2000", "RGB", {}), ("MSP", "1", {}),
+]
+
+
+#: Adobe RGB (1998) primaries, adapted to the D50 white of ICC profiles (rXYZ, gXYZ, bXYZ).
+_WIDE_GAMUT_COLORANTS = {b"rXYZ": (0.60974, 0.31111, 0.01947), b"gXYZ": (0.20528, 0.62567, 0.06087),
+                         b"bXYZ": (0.14919, 0.06322, 0.74457)}
+
+
+def wide_gamut_icc_profile() -> bytes:
+    """An RGB ICC profile with Adobe-RGB-like (wide gamut) primaries and sRGB's tone curve.
+
+    Built from LittleCMS's own sRGB profile (``ImageCms.createProfile``) by
+    rewriting its three colorant tags; the profile ID is cleared, as it is for
+    a profile whose checksum was not computed.
+    """
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[84:100] = bytes(16)
+    (count,) = struct.unpack(">I", data[128:132])
+    for index in range(count):
+        signature, offset, _ = struct.unpack(">4sII", data[132 + 12 * index:144 + 12 * index])
+        if signature in _WIDE_GAMUT_COLORANTS:
+            values = [round(v * 65536) for v in _WIDE_GAMUT_COLORANTS[signature]]
+            data[offset + 8:offset + 20] = struct.pack(">3i", *values)
+    return bytes(data)
+
+
+def to_srgb_with_imagecms(image: Image.Image, icc: bytes) -> Image.Image:
+    """``image`` converted from the ``icc`` profile to sRGB by ``PIL.ImageCms`` directly."""
+    from PIL import ImageCms
+
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+
+
+def heic_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as HEIC by pillow-heif (the ``[heif]`` extra)."""
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(image)
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=95, chroma=444)
+    return buffer.getvalue()
+
+
 def _rgba_pixels() -> np.ndarray:
     pixels = np.zeros((2, 3, 4), dtype=np.uint8)
     pixels[..., :3] = [[(200, 10, 10), (10, 200, 10), (10, 10, 200)], [(250, 250, 0), (0, 0, 0), (90, 90, 90)]]
@@ -225,6 +276,25 @@ def build_corpus() -> list[Case]:
                           {"imageSize": [4, 6], **native}, expected=_flat(np.asarray(animation[0])),
                           note="first frame"))
 
+    # -- colour profiles: a wide-gamut RGB image, as stored and converted to sRGB --------------
+    icc = wide_gamut_icc_profile()
+    tagged = Image.fromarray(rgb)
+    cases.append(Case("wide_gamut_as_stored", "wide_gamut.png", _encode(tagged, "PNG", icc_profile=icc),
+                      {"imageSize": [4, 6], **native}, expected=_flat(rgb), note="colorProfile=ignore"))
+    cases.append(Case("wide_gamut_to_srgb", "wide_gamut_srgb.png", _encode(tagged, "PNG", icc_profile=icc),
+                      {"imageSize": [4, 6], "colorProfile": "srgb", **native},
+                      expected=_flat(np.asarray(to_srgb_with_imagecms(tagged, icc))),
+                      note="colorProfile=srgb equals ImageCms applied directly"))
+
+    # -- formats web servers and phones send today (lossy: flat quadrants within a tolerance) -----
+    lossy_quadrants = Image.fromarray(quadrants(64, 32))
+    cases.append(Case("avif", "photo.avif", _encode(lossy_quadrants, "AVIF", quality=90, subsampling="4:4:4"),
+                      {"imageSize": [4, 8], "interpolation": "box"}, expected=_flat(quadrants(8, 4)),
+                      atol=12 / 255, note="AVIF, decoded by Pillow"))
+    cases.append(Case("heic", "IMG_0001.HEIC", heic_bytes(lossy_quadrants),
+                      {"imageSize": [4, 8], "interpolation": "box"}, expected=_flat(quadrants(8, 4)),
+                      atol=12 / 255, note="HEIC, decoded through the [heif] extra"))
+
     # -- geometry extremes -------------------------------------------------------------------------
     strip = Image.new("RGB", (5000, 1), (0, 128, 255))
     strip_pad = np.zeros((8, 8, 3))
@@ -258,6 +328,9 @@ def build_corpus() -> list[Case]:
         ("eps", "figure.eps", _encode(Image.new("RGB", (4, 4)), "EPS"), "unsupported_format", {}),
         ("pdf", "doc.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "unsupported_format", {}),
         ("empty", "empty.png", b"", "decode", {}),
+        *[(f"refused_{fmt.lower()}_{mode}", f"refused_{mode}.{fmt.lower()}",
+           _encode(Image.new(mode, (4, 4)), fmt, **options),
+           "unsupported_format", {}) for fmt, mode, options in REFUSED_PILLOW_FORMATS],
         ("text", "notes.png", b"just some text, not an image\n" * 4, "decode", {}),
     ]
     for name, filename, data, code, params in refused:

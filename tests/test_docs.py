@@ -37,3 +37,13 @@ def test_every_reshaper_param_is_a_constructor_argument_and_a_readme_row():
     params = {p.name for p in TensorReshaper().params}
     assert params == set(inspect.signature(TensorReshaper.__init__).parameters) - {"self"}
     assert params == _params_table("## Params of `TensorReshaper`")
+
+
+def test_every_embedder_param_is_a_constructor_argument_and_a_readme_row():
+    from sparkimg_ml import ImageEmbedder
+
+    params = {p.name for p in ImageEmbedder().params}
+    arguments = set(inspect.signature(ImageEmbedder.__init__).parameters) - {"self"}
+    setters = set(inspect.signature(ImageEmbedder.setParams).parameters) - {"self"}
+    assert params == arguments == setters
+    assert params == _params_table("## Params of `ImageEmbedder`")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import pickle
 import resource
 import socket
+import ssl
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from pathlib import Path
@@ -20,7 +24,9 @@ from typing import ClassVar
 from urllib.parse import quote
 
 import fsspec
+import pyarrow as pa
 import pytest
+import trustme
 from fsspec.implementations.memory import MemoryFileSystem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,13 +39,11 @@ from sparkimg_ml._fetch_params import (
 )
 from sparkimg_ml._version import __version__
 from sparkimg_ml.errors import SourceError
-from sparkimg_ml.fetch import (
-    Fetcher,
-    FetchOptions,
-    NetworkPolicy,
-    _HostSlots,
-    parse_host_rule,
-)
+from sparkimg_ml.fetch import Fetcher, FetchOptions, NetworkPolicy, parse_host_rule
+from sparkimg_ml.fetch import fetcher as fetcher_module
+from sparkimg_ml.fetch import local as local_reader
+from sparkimg_ml.fetch.deadline import BLOCKING_CALLS, BlockingCalls, CallTimeout
+from sparkimg_ml.fetch.http import _HostSlots
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fault_server import PNG, FaultServer
@@ -99,7 +103,7 @@ def test_fetch_options_reject_bad_values(bad, error):
 
 @pytest.mark.parametrize("address", [
     "169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254", "100.100.100.200", "0.0.0.0",
-    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "224.0.0.1",
+    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "224.0.0.1", "192.0.0.192",
 ])
 def test_policy_refuses_link_local_and_metadata_addresses_by_default(address):
     with pytest.raises(SourceError, match="^blocked: .*link-local or metadata"):
@@ -139,6 +143,64 @@ def test_policy_allow_list_never_unblocks_metadata_addresses():
     policy = NetworkPolicy(allowed_hosts=["169.254.0.0/16", "metadata.internal"])
     with pytest.raises(SourceError, match="metadata"):
         policy.permitted("metadata.internal", [ip_address("169.254.169.254")])
+
+
+_METADATA_URLS = [
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token",
+    "http://METADATA.Google.Internal./computeMetadata/v1/", "http://metadata.goog/computeMetadata/v1/",
+    "http://metadata/computeMetadata/v1/", "https://metadata.google.internal:8443/x",
+    "http://sub.metadata.google.internal/x", "http://metadata.azure.com/metadata/instance",
+    "http://instance-data/latest/meta-data/", "http://instance-data.ec2.internal/latest/api/token",
+    "http://instance-data.eu-west-1.compute.internal/latest/meta-data/",
+    "http://metadata.tencentyun.com/latest/meta-data/", "http://api.metadata.cloud.ibm.com/metadata/v1/instance",
+    "http://metadata.platformequinix.com/metadata", "http://metadata.packet.net/metadata",
+]
+
+
+@pytest.fixture
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Replaces the resolver with one that records the names it is asked and answers none.
+
+    IP literals, which urllib3 also passes through ``getaddrinfo``, still work (they need no query).
+    """
+    calls: list[tuple] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolver(host: str, *args: object, **kwargs: object) -> list:
+        try:
+            ip_address(host)
+        except ValueError:
+            calls.append((host, *args))
+            raise socket.gaierror(socket.EAI_NONAME, "resolver called") from None
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    return calls
+
+
+@pytest.mark.parametrize("url", _METADATA_URLS)
+@pytest.mark.parametrize("allowed_hosts", [[], ["*.internal", "metadata", "*.goog", "*.com", "*.net",
+                                                "instance-data", "203.0.113.0/24"]])
+def test_fetch_refuses_cloud_metadata_host_names_before_any_dns_query(url, allowed_hosts, no_dns):
+    with fetcher(allowed_hosts=allowed_hosts) as fetch:
+        error = failure(fetch, url)
+    assert error.code == "blocked" and error.detail.endswith(", a cloud metadata host name")
+    assert no_dns == []
+
+
+def test_fetch_refuses_a_redirect_to_a_metadata_host_name_before_any_dns_query(server, no_dns):
+    hop = server.url("/redirect-to?url=" + quote("http://metadata.google.internal/computeMetadata/v1/", safe=""))
+    with fetcher() as fetch:
+        assert failure(fetch, hop).reason == "blocked: metadata.google.internal, a cloud metadata host name"
+    assert no_dns == []
+
+
+@pytest.mark.parametrize("host", ["metadata.example.com", "mymetadata.goog.example", "instance-data.example.org",
+                                  "metadata-google-internal.example"])
+def test_metadata_name_check_leaves_other_names_to_the_resolver(host, no_dns):
+    with fetcher(max_retries=0) as fetch:
+        assert failure(fetch, f"http://{host}/a.png").reason == "connection: could not resolve host"
+    assert [call[0] for call in no_dns] == [host]
 
 
 @pytest.mark.parametrize("rule", ["http://example.com", "example.com/path", "exa mple.com", "*", "a.*.com"])
@@ -338,6 +400,29 @@ def test_fetch_sends_the_default_user_agent(server):
     assert "Cookie" not in echoed and "Authorization" not in echoed
 
 
+def test_fetch_asks_for_any_type_and_the_encodings_it_decodes(server):
+    with fetcher() as fetch:
+        echoed = json.loads(fetch.fetch(server.url("/echo-headers")))
+    assert echoed["Accept"] == "*/*" and "gzip" in echoed["Accept-Encoding"]
+
+
+def test_fetch_never_keeps_or_sends_cookies(server):
+    with fetcher() as fetch:
+        assert fetch.fetch(server.url("/set-cookie")) == PNG
+        echoed = json.loads(fetch.fetch(server.url("/echo-headers")))
+    assert "Cookie" not in echoed
+
+
+def test_fetch_sends_url_user_info_as_basic_auth_to_that_origin_only(server):
+    with_user = f"http://user:p%40ss@127.0.0.1:{server.port}"
+    other = f"http://localhost:{server.port}/echo-headers"
+    with fetcher() as fetch:
+        echoed = json.loads(fetch.fetch(with_user + "/echo-headers"))
+        redirected = json.loads(fetch.fetch(with_user + "/redirect-to?url=" + quote(other, safe="")))
+    assert echoed["Authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
+    assert "Authorization" not in redirected
+
+
 def test_fetch_sends_configured_headers_and_resolves_env_references(server, monkeypatch):
     monkeypatch.setenv("SPARKIMG_TEST_TOKEN", "Bearer s3cret")
     with fetcher(headers={"User-Agent": "probe/1", "Authorization": "env:SPARKIMG_TEST_TOKEN"}) as fetch:
@@ -362,6 +447,38 @@ def test_fetch_keeps_credentials_on_same_origin_redirects_and_drops_them_across_
     assert kept["Authorization"] == "Bearer abc" and kept["Cookie"] == "session=1"
     assert "Authorization" not in dropped and "Cookie" not in dropped
     assert dropped["X-Team"] == "vision"
+
+
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[tuple[FaultServer, str]]:
+    """An HTTPS fault server whose certificate (for 127.0.0.1 and localhost) a test CA signed; and that CA's file."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with FaultServer(tls=context) as running, authority.cert_pem.tempfile() as ca_file:
+        yield running, ca_file
+
+
+def test_fetch_verifies_tls_certificates_against_the_configured_bundle(tls_server, monkeypatch):
+    server, ca_file = tls_server
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    with fetcher(max_retries=0) as fetch:  # certifi's bundle does not know the test CA
+        assert failure(fetch, server.url("/image.png")).reason == (
+            "connection: TLS failed: certificate verify failed: unable to get local issuer certificate")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    with fetcher() as fetch:
+        assert fetch.fetch(server.url("/image.png")) == PNG
+        assert fetch.fetch(f"https://localhost:{server.port}/image.png") == PNG  # host names are verified too
+        assert failure(fetch, server.url("/status/404")).code == "http_404"
+
+
+def test_fetch_checks_the_address_of_tls_hosts_too(tls_server, monkeypatch):
+    server, ca_file = tls_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    with fetcher(block_private_networks=True) as fetch:
+        assert failure(fetch, f"https://localhost:{server.port}/image.png").reason.startswith(
+            "blocked: localhost resolves to ")
 
 
 def test_fetch_caps_connections_per_host(server):
@@ -430,7 +547,7 @@ def test_fetch_closes_and_can_be_used_as_a_context_manager(server):
     fetch = fetcher()
     assert fetch.fetch(server.url("/image.png")) == PNG
     fetch.close()
-    assert not any(t.name == "sparkimg_ml-watchdog" and t.is_alive() and t is fetch._guard.watchdog._thread
+    assert not any(t.name == "sparkimg_ml-watchdog" and t.is_alive() and t is fetch._http._guard.watchdog._thread
                    for t in threading.enumerate())
 
 
@@ -476,6 +593,108 @@ def test_fetch_can_turn_local_files_off(tmp_path):
 def test_fetch_refuses_file_uris_on_other_hosts():
     with fetcher() as fetch:
         assert failure(fetch, "file://server/share/a.png").code == "unsupported_scheme"
+
+
+@pytest.fixture
+def hung_fifos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Path]]:
+    """Makes FIFOs nobody writes to, opened the way a hung network mount behaves: the open blocks.
+
+    The local reader opens with ``O_NONBLOCK`` so that a real FIFO is refused at once; a
+    blocking open stands in for a file system that never answers. At the end every FIFO
+    gets a writer, so the reader threads left blocked return.
+    """
+    monkeypatch.setattr(local_reader, "_OPEN_FLAGS", os.O_RDONLY)
+    made: list[Path] = []
+
+    def make() -> Path:
+        path = tmp_path / f"hung-{len(made)}"
+        os.mkfifo(path)
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # no reader left: ENXIO
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    stop = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < stop, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_fetch_bounds_a_hung_local_read_by_the_deadline(hung_fifos):
+    fifo = hung_fifos()
+    start = time.monotonic()
+    with fetcher(timeout=0.5) as fetch:
+        error = failure(fetch, str(fifo))
+    elapsed = time.monotonic() - start
+    assert error.reason == f"timeout: {fifo}: local read not complete by the deadline (timeout 0.5s)"
+    assert 0.45 < elapsed < 1.0
+
+
+def test_abandoned_reads_are_capped_and_new_ones_fail_fast_until_they_return(hung_fifos, tmp_path, monkeypatch):
+    calls = BlockingCalls(max_abandoned=2)
+    monkeypatch.setattr(fetcher_module, "BLOCKING_CALLS", calls)
+    fifos = [hung_fifos() for _ in range(3)]
+    image = tmp_path / "a.png"
+    image.write_bytes(PNG)
+    with fetcher(timeout=0.6) as fetch:
+        for fifo in fifos[:2]:
+            assert failure(fetch, str(fifo)).reason.endswith("local read not complete by the deadline (timeout 0.6s)")
+        assert calls.abandoned == 2
+        start = time.monotonic()
+        refused = failure(fetch, str(fifos[2]))
+        assert time.monotonic() - start < 0.3  # well before the 0.6 s deadline
+        assert refused.reason == (f"timeout: {fifos[2]}: local read not started: 2 earlier reads are still blocked "
+                                  "past their deadline (an unresponsive file system or storage back-end?) "
+                                  "(timeout 0.6s)")
+        assert failure(fetch, str(image)).code == "timeout"  # every local read is refused while the cap holds
+        for fifo in fifos[:2]:  # the file system answers again
+            os.close(os.open(fifo, os.O_WRONLY))
+        _wait_for(lambda: calls.abandoned == 0)
+        assert fetch.fetch(str(image)) == PNG
+
+
+def test_blocking_calls_reuse_their_threads():
+    calls = BlockingCalls()
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(lambda i: calls.run(lambda: i, time.monotonic() + 5, "add"), range(400))) == 79800
+    runners = [t for t in threading.enumerate() if t.name == "sparkimg_ml-blocking"]
+    assert len(runners) <= 8 + BLOCKING_CALLS.abandoned  # at most a few per caller thread, not one per call
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_local_reads_work_in_a_forked_child_of_a_process_that_read_before(tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(PNG)
+    with fetcher() as fetch:
+        assert fetch.fetch(str(image)) == PNG  # leaves an idle helper thread, which a child does not inherit
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the read works there
+        code = 1
+        try:
+            with fetcher(timeout=2.0) as fetch:
+                code = 0 if fetch.fetch(str(image)) == PNG else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_blocking_calls_start_nothing_past_the_deadline():
+    calls = BlockingCalls()
+    started = []
+    with pytest.raises(CallTimeout, match="^resolve not started: the deadline has passed$"):
+        calls.run(lambda: started.append(1), time.monotonic() - 0.1, "resolve")
+    assert started == [] and calls.abandoned == 0
+
+
+def test_blocking_calls_hand_back_the_call_exception():
+    with pytest.raises(ZeroDivisionError):
+        BlockingCalls().run(lambda: 1 / 0, time.monotonic() + 5, "divide")
 
 
 # --------------------------------------------------------------------------- data: URIs
@@ -562,6 +781,102 @@ def test_fetch_bounds_a_hanging_storage_read_by_the_deadline():
     with fetcher(storage_protocols=["stalling"], timeout=0.5) as fetch:
         assert failure(fetch, "stalling://x/a.png").code == "timeout"
     assert time.monotonic() - start < 1.5
+
+
+class _BackendBug(Exception):
+    """Not an OSError: what an auth library or a buggy back-end raises."""
+
+
+class _FailingFileSystem(MemoryFileSystem):
+    """A storage back-end whose reads raise an arbitrary exception quoting credentials."""
+
+    protocol = "failing"
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.secret = kwargs.pop("secret", "")
+        super().__init__(*args, **kwargs)
+
+    def _open(self, path, mode="rb", **kwargs):  # type: ignore[no-untyped-def]
+        raise _BackendBug("refused https://admin:hunter22@store.example/a.png?X-Amz-Signature=abcdef "
+                          f"with key AKIAIOSFODNN7EXAMPLE, secret {self.secret}, Authorization: Bearer eyJabc")
+
+
+class _BrokenFileSystem(MemoryFileSystem):
+    """A storage back-end that cannot even be created."""
+
+    protocol = "broken"
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no session: token=tok-123 expired")
+
+
+def test_fetch_turns_any_storage_backend_exception_into_a_redacted_storage_reason(monkeypatch):
+    fsspec.register_implementation("failing", _FailingFileSystem, clobber=True)
+    fsspec.register_implementation("broken", _BrokenFileSystem, clobber=True)
+    monkeypatch.setenv("SPARKIMG_TEST_STORE_SECRET", "sesame-" + uuid.uuid4().hex)
+    options = {"failing": {"secret": "env:SPARKIMG_TEST_STORE_SECRET", "skip_instance_cache": True}}
+    with fetcher(storage_protocols=["failing", "broken"], storage_options=options) as fetch:
+        failing = failure(fetch, "failing://bucket/a.png")
+        broken = failure(fetch, "broken://bucket/a.png")
+    assert failing.reason == (
+        "storage: _BackendBug: refused https://store.example/a.png?X-Amz-Signature=*** with key ***, "
+        "secret ***, Authorization: Bearer ***")
+    assert broken.reason == "storage: RuntimeError: no session: token=*** expired"
+    assert os.environ["SPARKIMG_TEST_STORE_SECRET"] not in failing.reason
+
+
+def test_a_failing_storage_backend_fails_the_row_not_the_task():
+    from sparkimg_ml import _udf
+    from sparkimg_ml.image_ops import ImageSpec
+
+    fsspec.register_implementation("failing", _FailingFileSystem, clobber=True)
+    MemoryFileSystem().pipe("/ok/a.png", PNG)
+    options = FetchOptions(storage_protocols=["failing", "memory"])
+    task = _udf.FeaturizeTask(ImageSpec(2, 2), options, _udf.SOURCE, "keep", "url")
+    batch = next(_udf.featurize_batches([pa.array(["failing://bucket/a.png", "memory:///ok/a.png"])], task))
+    errors = batch.field("error").to_pylist()
+    assert errors[0].startswith("storage: _BackendBug: refused https://store.example/") and errors[1] is None
+    erroring = dataclasses.replace(task, handle_invalid="error")
+    with pytest.raises(_udf.ImageFeaturizationError, match=r"url=failing://bucket/a.png: storage: _BackendBug: "):
+        next(_udf.featurize_batches([pa.array(["failing://bucket/a.png"])], erroring))
+
+
+class _SlowStartFileSystem(MemoryFileSystem):
+    """A storage back-end that hangs while it is created (e.g. fetching credentials)."""
+
+    protocol = "slowstart"
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(3)
+        super().__init__(*args, **kwargs)
+
+
+class _DrippingFileSystem(MemoryFileSystem):
+    """A storage back-end that returns one byte per read, each after 0.1 s."""
+
+    protocol = "dripping"
+
+    def _open(self, path, mode="rb", **kwargs):  # type: ignore[no-untyped-def]
+        class Dripping(io.BytesIO):
+            size = None
+
+            def read(self, size=-1):  # type: ignore[no-untyped-def]
+                time.sleep(0.1)
+                return super().read(1)
+
+        return Dripping(bytes(1000))
+
+
+@pytest.mark.parametrize("protocol", ["slowstart", "dripping"])
+def test_fetch_bounds_slow_storage_back_ends_by_the_deadline(protocol):
+    fsspec.register_implementation("slowstart", _SlowStartFileSystem, clobber=True)
+    fsspec.register_implementation("dripping", _DrippingFileSystem, clobber=True)
+    start = time.monotonic()
+    with fetcher(storage_protocols=[protocol], storage_options={protocol: {"skip_instance_cache": True}},
+                 timeout=0.5) as fetch:
+        assert failure(fetch, f"{protocol}://x/a.png").reason == (
+            "timeout: storage read not complete by the deadline (timeout 0.5s)")
+    assert 0.45 < time.monotonic() - start < 1.0
 
 
 # --------------------------------------------------------------------------- Params

@@ -8,14 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
+from sparkimg_ml import _udf
 from sparkimg_ml.errors import SourceError
 from sparkimg_ml.fetch import Fetcher, FetchOptions
+from sparkimg_ml.image_ops import ImageSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fault_server import PNG, make_png
@@ -87,6 +90,44 @@ def test_fetch_reads_public_objects_anonymously_and_refuses_private_ones(s3_endp
         assert fetch.fetch(f"s3://{BUCKET}/public/0.png") == make_png(8, (0, 90, 200))
         with pytest.raises(SourceError, match="^permission_denied: "):
             fetch.fetch(f"s3://{BUCKET}/private/a.png")
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An environment where botocore finds no credentials anywhere (and asks no metadata service)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                 "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+# (source, storage options beyond the endpoint, expected reason); every case is a row problem.
+_S3_FAILURES = {
+    "no credentials": (f"s3://{BUCKET}/private/a.png", {}, "storage: NoCredentialsError: Unable to locate credentials"),
+    "wrong bucket": ("s3://no-such-bucket/a.png", {}, "not_found: no-such-bucket/a.png"),
+    "access denied": (f"s3://{BUCKET}/private/a.png", {"anon": True}, f"permission_denied: {BUCKET}/private/a.png"),
+}
+
+
+@pytest.mark.parametrize("case", list(_S3_FAILURES))
+def test_s3_failures_are_row_reasons_under_keep_and_name_the_row_under_error(s3_endpoint, no_aws_credentials,
+                                                                             monkeypatch, case):
+    source, options, reason = _S3_FAILURES[case]
+    if case != "no credentials":  # the other cases need the dummy credentials the server accepts
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # skip_instance_cache: fsspec would hand back a file system built under other credentials.
+    fetch_options = FetchOptions(timeout=5.0, storage_options={
+        "s3": {"endpoint_url": s3_endpoint, "skip_instance_cache": True, **options}})
+    task = _udf.FeaturizeTask(ImageSpec(4, 4), fetch_options, _udf.SOURCE, "keep", "url")
+    batch = next(_udf.featurize_batches([pa.array([source])], task))
+    assert batch.field("error").to_pylist() == [reason]
+    erroring = _udf.FeaturizeTask(ImageSpec(4, 4), fetch_options, _udf.SOURCE, "error", "url")
+    with pytest.raises(_udf.ImageFeaturizationError, match=f"row with url={source}: {reason}"):
+        next(_udf.featurize_batches([pa.array([source])], erroring))
 
 
 def test_fetch_gives_up_on_an_unreachable_s3_endpoint_within_the_deadline():

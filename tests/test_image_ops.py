@@ -6,7 +6,10 @@ import io
 import json
 import pickle
 import random
+import struct
+import sys
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,11 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 from image_corpus import (
+    REFUSED_PILLOW_FORMATS,
     Case,
     build_corpus,
     jpeg_header_bomb,
     png_header_bomb,
     quadrants,
+    to_srgb_with_imagecms,
+    wide_gamut_icc_profile,
     write_corpus,
 )
 from PIL import Image, ImageDraw, ImageFile, ImageOps
@@ -91,6 +97,9 @@ def photos() -> dict[str, bytes]:
 # --------------------------------------------------------------------------- corpus
 
 def test_corpus_covers_every_accepted_format(image_corpus):
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()  # lets Image.open below name HEIF files
     _, cases = image_corpus
     formats = {Image.open(io.BytesIO(c.data)).format for c in cases if c.error is None}
     assert formats >= set(ACCEPTED_FORMATS)
@@ -343,7 +352,7 @@ def test_out_buffer_row_is_filled_in_place():
     with pytest.raises(ValueError, match="out must be"):
         preprocess_bytes(data, spec, out=np.empty(spec.size + 1, dtype=np.float32))
     with pytest.raises(ValueError, match="out must be"):
-        preprocess_bytes(data, spec, out=np.empty(spec.size, dtype=np.float64))
+        preprocess_bytes(data, spec, out=np.empty(spec.size, dtype=np.int16))
 
 
 def test_many_threads_give_the_same_bits_as_one(image_corpus, photos):
@@ -506,3 +515,329 @@ def test_converters_for_colors_presets_and_booleans():
     assert convert(np.array([1, 2, 3])) == [1.0, 2.0, 3.0]
     with pytest.raises(TypeError):
         convert(b"imagenet")
+
+
+# --------------------------------------------------------------------------- value range (high bit depths)
+
+def _hard_edges(mode: str, size: tuple[int, int]) -> Image.Image:
+    """A checkerboard of each mode's extremes with single bright pixels: every filter overshoots here."""
+    low, high = {"I;16": (0, 65535), "I;16B": (0, 65535), "I;16L": (0, 65535), "I": (0, 65535),
+                 "F": (0.0, 1.0)}[mode]
+    width, height = size
+    cells = (np.indices((height, width)).sum(axis=0) % 2).astype(bool)
+    cells[:, : width // 3] = False
+    cells[height // 2, width // 2] = True
+    dtype = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I": "<i4", "F": "<f4"}[mode]
+    pixels = np.where(cells, high, low).astype(dtype)
+    return Image.frombytes(mode, size, pixels.tobytes())
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L", "I", "F"])
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_high_bit_depth_results_stay_within_zero_and_one_at_the_default_scale(mode, interpolation):
+    for source_size in ((7, 5), (40, 24)):
+        image = _hard_edges(mode, source_size)
+        for height, width in ((3, 4), (16, 16), (33, 57)):
+            for color_mode in ("L", "RGB", "RGBA"):
+                out = preprocess_pil(image.copy(), ImageSpec(height, width, color_mode=color_mode,
+                                                             interpolation=interpolation))
+                assert out.min() >= 0.0 and out.max() <= 1.0, (source_size, height, width, color_mode,
+                                                               out.min(), out.max())
+
+
+def test_clamping_keeps_values_inside_the_range_untouched():
+    ramp = Image.fromarray(np.linspace(1000, 64000, 64).astype(np.uint16).reshape(8, 8))
+    out = preprocess_pil(ramp, ImageSpec(8, 8, color_mode="L", interpolation="lanczos"))
+    np.testing.assert_allclose(out, np.asarray(ramp).reshape(-1) / 65535.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- transparency in every form
+
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+
+def _filtered_rows(samples: np.ndarray, bytes_per_pixel: int) -> bytes:
+    """PNG scanlines with every filter type in turn (None, Sub, Up, Average, Paeth)."""
+    rows = [np.frombuffer(row.tobytes(), dtype=np.uint8).astype(np.int32) for row in samples]
+    previous = np.zeros_like(rows[0])
+    out = b""
+    for index, row in enumerate(rows):
+        kind = index % 5
+        left = np.concatenate([np.zeros(bytes_per_pixel, np.int32), row[:-bytes_per_pixel]])
+        up_left = np.concatenate([np.zeros(bytes_per_pixel, np.int32), previous[:-bytes_per_pixel]])
+        if kind == 0:
+            predicted = np.zeros_like(row)
+        elif kind == 1:
+            predicted = left
+        elif kind == 2:
+            predicted = previous
+        elif kind == 3:
+            predicted = (left + previous) // 2
+        else:
+            p = left + previous - up_left
+            pa, pb, pc = np.abs(p - left), np.abs(p - previous), np.abs(p - up_left)
+            predicted = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, previous, up_left))
+        out += bytes([kind]) + ((row - predicted) % 256).astype(np.uint8).tobytes()
+        previous = row
+    return out
+
+
+def rgb16_png(samples: np.ndarray, key: tuple[int, int, int] | None) -> bytes:
+    """A 16-bit RGB PNG (Pillow writes none) with an optional tRNS key."""
+    height, width, _ = samples.shape
+    chunks = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))]
+    if key is not None:
+        chunks.append(_png_chunk(b"tRNS", struct.pack(">HHH", *key)))
+    chunks.append(_png_chunk(b"IDAT", zlib.compress(_filtered_rows(samples.astype(">u2"), 6))))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + _png_chunk(b"IEND", b"")
+
+
+def _transparency_forms() -> dict[str, tuple[bytes, np.ndarray, np.ndarray]]:
+    """Name -> (file, colours as 8-bit-scale floats (h, w, 3), alpha in [0, 1] (h, w))."""
+    rng = np.random.default_rng(21)
+    forms: dict[str, tuple[bytes, np.ndarray, np.ndarray]] = {}
+    rgba = rng.integers(0, 256, (6, 9, 4), dtype=np.uint8)
+    rgba[..., 3] = rng.choice([0, 70, 255], (6, 9))
+    forms["RGBA"] = (encode(Image.fromarray(rgba, "RGBA")), rgba[..., :3].astype(float), rgba[..., 3] / 255)
+    la = rgba[..., [0, 3]]
+    forms["LA"] = (encode(Image.fromarray(la, "LA")), np.repeat(la[..., :1], 3, axis=2).astype(float), la[..., 1] / 255)
+    forms["WebP alpha"] = (encode(Image.fromarray(rgba, "RGBA"), "WEBP", lossless=True, exact=True),
+                           rgba[..., :3].astype(float), rgba[..., 3] / 255)
+    frames = [Image.fromarray(rgba, "RGBA"), Image.new("RGBA", (9, 6), (1, 2, 3, 255))]
+    forms["APNG alpha"] = (encode(frames[0], "PNG", save_all=True, append_images=frames[1:]),
+                           rgba[..., :3].astype(float), rgba[..., 3] / 255)
+    index = rng.integers(0, 4, (6, 9), dtype=np.uint8)
+    palette = np.array([(200, 10, 10), (10, 200, 10), (10, 10, 200), (90, 90, 90)], dtype=np.uint8)
+    image = Image.fromarray(index, "P")
+    image.putpalette(palette.reshape(-1).tolist())
+    forms["palette, one index"] = (encode(image, "PNG", transparency=2), palette[index].astype(float),
+                                   (index != 2).astype(float))
+    alphas = np.array([255, 0, 128, 30], dtype=np.uint8)
+    forms["palette, alpha table"] = (encode(image, "PNG", transparency=alphas.tobytes()),
+                                     palette[index].astype(float), alphas[index] / 255)
+    forms["GIF index"] = (encode(image, "GIF", transparency=1), palette[index].astype(float),
+                          (index != 1).astype(float))
+    gray = rng.integers(0, 256, (6, 9), dtype=np.uint8)
+    gray[::2, ::3] = 77
+    forms["gray 8-bit tRNS"] = (encode(Image.fromarray(gray, "L"), "PNG", transparency=77),
+                                np.repeat(gray[..., None], 3, axis=2).astype(float), (gray != 77).astype(float))
+    gray16 = rng.integers(0, 65536, (6, 9), dtype=np.uint16)
+    gray16[1::2, ::2] = 0x1234
+    gray16[0, 0] = 0x1235  # differs from the key by one step: opaque
+    forms["gray 16-bit tRNS"] = (encode(Image.fromarray(gray16), "PNG", transparency=0x1234),
+                                 np.repeat(gray16[..., None] / 257.0, 3, axis=2), (gray16 != 0x1234).astype(float))
+    rgb = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    rgb[::2, 1::2] = (5, 6, 7)
+    forms["RGB 8-bit tRNS"] = (encode(Image.fromarray(rgb), "PNG", transparency=(5, 6, 7)), rgb.astype(float),
+                               (rgb != (5, 6, 7)).any(axis=2).astype(float))
+    rgb16 = rng.integers(0, 65536, (6, 9, 3), dtype=np.uint16)
+    key = (0x1234, 0x5678, 0x9ABC)
+    rgb16[::2, ::2] = key
+    rgb16[1, 1] = (0x1234, 0x5678, 0x9A00)  # same high bytes as the key: opaque all the same
+    forms["RGB 16-bit tRNS"] = (rgb16_png(rgb16, key), (rgb16 >> 8).astype(float),
+                                (rgb16 != key).any(axis=2).astype(float))
+    return forms
+
+
+TRANSPARENCY_FORMS = _transparency_forms()
+
+
+@pytest.mark.parametrize("form", sorted(TRANSPARENCY_FORMS))
+def test_every_transparency_form_shows_the_background_or_keeps_its_alpha(form):
+    data, colours, alpha = TRANSPARENCY_FORMS[form]
+    height, width = alpha.shape
+    background = (0, 0, 255)
+    spec = ImageSpec(height, width, interpolation="nearest", scale=1.0, background=background)
+    composited = colours * alpha[..., None] + np.asarray(background, float) * (1 - alpha[..., None])
+    # 8-bit compositing rounds once; 16-bit gray keeps its fraction.
+    np.testing.assert_allclose(preprocess_bytes(data, spec).reshape(height, width, 3), composited, atol=1.0)
+    kept = preprocess_bytes(data, ImageSpec(height, width, color_mode="RGBA", interpolation="nearest",
+                                            scale=1.0)).reshape(height, width, 4)
+    np.testing.assert_array_equal(kept[..., 3], np.round(alpha * 255))
+    visible = alpha > 0
+    np.testing.assert_allclose(kept[..., :3][visible], colours[visible], atol=1.0 if "WebP" in form else 1e-3)
+
+
+def test_16bit_rgb_with_a_transparency_key_keeps_its_exif_orientation():
+    samples = np.zeros((4, 6, 3), dtype=np.uint16)
+    samples[:, :3] = (0x1234, 0x5678, 0x9ABC)  # transparent left half
+    samples[:, 3:] = (65535, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # upside down: the transparent half ends up on the right
+    data = rgb16_png(samples, (0x1234, 0x5678, 0x9ABC))
+    data = data[:33] + _png_chunk(b"eXIf", exif.tobytes()) + data[33:]
+    out = preprocess_bytes(data, ImageSpec(4, 6, interpolation="nearest", background=(0, 255, 0)))
+    np.testing.assert_array_equal(out.reshape(4, 6, 3)[:, :3], np.tile([1.0, 0.0, 0.0], (4, 3, 1)))
+    np.testing.assert_array_equal(out.reshape(4, 6, 3)[:, 3:], np.tile([0.0, 1.0, 0.0], (4, 3, 1)))
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_16bit_gray_with_a_transparency_key_resizes_like_its_8bit_twin(interpolation):
+    gray16 = np.kron(np.random.default_rng(2).integers(0, 256, (6, 6)), np.ones((4, 4))).astype(np.uint16) * 257
+    gray16[:8, :8] = 0
+    twin8 = (gray16 // 257).astype(np.uint8)
+    for color_mode in ("RGB", "RGBA", "L"):
+        spec = ImageSpec(10, 7, color_mode=color_mode, interpolation=interpolation, background=(40, 90, 250))
+        wide = preprocess_bytes(encode(Image.fromarray(gray16), "PNG", transparency=0), spec)
+        narrow = preprocess_bytes(encode(Image.fromarray(twin8, "L"), "PNG", transparency=0), spec)
+        if color_mode == "RGBA":
+            # Colours under a faint alpha are rounded away by 8-bit premultiplication: compare them weighted.
+            wide, narrow = (np.concatenate([v[:, :3] * v[:, 3:], v[:, 3:]], axis=1) for v in
+                            (wide.reshape(-1, 4), narrow.reshape(-1, 4)))
+        # Pillow's 8-bit resize rounds and clamps between its two passes, so at edges where bicubic and
+        # lanczos overshoot the two differ by a few 1/255; a pixel composited wrongly is off by ~100/255.
+        np.testing.assert_allclose(wide, narrow, atol=6 / 255, err_msg=color_mode)
+
+
+# --------------------------------------------------------------------------- TIFF orientation
+
+_UPRIGHT_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                      4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                      6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+@pytest.mark.parametrize("compression", ["raw", "group4", "tiff_lzw", "tiff_adobe_deflate", "jpeg"])
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_tiff_orientation_follows_exif_transpose_whichever_decoder_reads_it(compression, orientation):
+    # Pillow's TIFF decoders (libtiff for compressed files) turn the image upright themselves.
+    bits = np.zeros((6, 10), dtype=bool)
+    bits[:2, :3] = True  # marks the stored top-left corner
+    bits[4:, 7:] = True
+    bits[0, 9] = True  # no turn or flip maps this picture onto itself
+    stored = Image.fromarray(bits) if compression == "group4" else Image.fromarray(quadrants(10, 6))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    options: dict[str, Any] = {"quality": 95} if compression == "jpeg" else {}
+    data = encode(stored, "TIFF", compression=compression, exif=exif.tobytes(), **options)
+    upright = stored.transpose(_UPRIGHT_TRANSPOSE[orientation])
+    atol = 12 / 255 if compression == "jpeg" else 1e-6
+    for exif_transpose, expected in ((True, upright), (False, stored)):
+        spec = ImageSpec(expected.height, expected.width, interpolation="nearest", exif_transpose=exif_transpose)
+        np.testing.assert_allclose(preprocess_bytes(data, spec),
+                                   np.asarray(expected.convert("RGB"), dtype=np.float32).reshape(-1) / 255,
+                                   atol=atol, err_msg=f"exifTranspose={exif_transpose}")
+
+
+# --------------------------------------------------------------------------- formats
+
+def test_avif_takes_the_first_frame_and_is_refused_by_its_header_before_decoding(monkeypatch):
+    from PIL import AvifImagePlugin
+
+    frames = [Image.new("RGB", (64, 32), color) for color in ((250, 0, 0), (0, 250, 0))]
+    data = encode(frames[0], "AVIF", save_all=True, append_images=frames[1:], quality=95, subsampling="4:4:4")
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    np.testing.assert_allclose(preprocess_bytes(data, ImageSpec(2, 2)).reshape(4, 3), [[250 / 255, 0, 0]] * 4,
+                               atol=6 / 255)
+    monkeypatch.setattr(AvifImagePlugin.AvifImageFile, "load", lambda self: pytest.fail("decoded"))
+    with pytest.raises(SourceError, match="^too_many_pixels"):
+        preprocess_bytes(data, ImageSpec(2, 2, max_pixels=64 * 32 - 1))
+
+
+def test_heic_is_refused_by_its_header_before_decoding(monkeypatch, image_corpus):
+    from pillow_heif.as_plugin import HeifImageFile
+
+    _, cases = image_corpus
+    heic = next(c for c in cases if c.name == "heic")
+    assert preprocess_bytes(heic.data, ImageSpec(4, 8)).shape == (96,)
+    monkeypatch.setattr(HeifImageFile, "load", lambda self: pytest.fail("decoded"))
+    with pytest.raises(SourceError, match="^too_many_pixels"):
+        preprocess_bytes(heic.data, ImageSpec(4, 8, max_pixels=64 * 32 - 1))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", ["avif", "heic"])
+def test_damaged_avif_and_heic_raise_only_source_error_and_cuts_are_decode_errors(image_corpus, name):
+    _, cases = image_corpus
+    data = next(c for c in cases if c.name == name).data
+    rng = random.Random(7)
+    for trial in range(120):
+        damaged = bytearray(data)
+        if trial % 2:
+            damaged = damaged[: rng.randrange(64, len(damaged))]  # the ftyp box survives: still AVIF/HEIC
+        else:
+            for _ in range(rng.randint(1, 8)):
+                damaged[rng.randrange(64, len(damaged))] = rng.randrange(256)
+        try:
+            out = preprocess_bytes(bytes(damaged), ImageSpec(6, 5))
+        except SourceError as error:
+            assert error.code == "decode" if trial % 2 else error.code in REASON_CODES, error.reason
+        else:
+            assert np.isfinite(out).all()
+
+
+def test_heic_without_the_extra_names_the_extra_to_install(monkeypatch, image_corpus):
+    from sparkimg_ml import image_ops
+
+    _, cases = image_corpus
+    heic = next(c for c in cases if c.name == "heic")
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import fails as if not installed
+    image_ops._heif_available.cache_clear()
+    try:
+        with pytest.raises(SourceError) as caught:
+            preprocess_bytes(heic.data, ImageSpec(4, 4))
+    finally:
+        image_ops._heif_available.cache_clear()
+    assert caught.value.reason == "unsupported_format: HEIC (install sparkimg_ml[heif])"
+
+
+def test_refused_formats_are_named_in_the_reason(image_corpus):
+    _, cases = image_corpus
+    refused = [c for c in cases if c.name.startswith("refused_")]
+    assert len(refused) == len(REFUSED_PILLOW_FORMATS)
+    for case, (fmt, _, _) in zip(refused, REFUSED_PILLOW_FORMATS):
+        with pytest.raises(SourceError) as caught:
+            preprocess_bytes(case.data, ImageSpec(4, 4))
+        assert caught.value.reason.startswith(f"unsupported_format: {fmt}"), (case.name, caught.value.reason)
+
+
+# --------------------------------------------------------------------------- colour profiles
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "WEBP"])
+def test_color_profile_srgb_converts_an_embedded_wide_gamut_profile_like_imagecms(fmt):
+    icc = wide_gamut_icc_profile()
+    stored = random_image(12, 8, seed=3)
+    options: dict[str, Any] = {"quality": 100} if fmt in ("JPEG", "WEBP") else {}
+    data = encode(stored, fmt, icc_profile=icc, lossless=True, **options) if fmt == "WEBP" else \
+        encode(stored, fmt, icc_profile=icc, **options)
+    decoded = Image.open(io.BytesIO(data)).convert("RGB")
+    spec = ImageSpec(8, 12, interpolation="nearest", scale=1.0)
+    as_stored = preprocess_bytes(data, spec)
+    converted = preprocess_bytes(data, spec.replace(color_profile="srgb"))
+    np.testing.assert_array_equal(as_stored, np.asarray(decoded, dtype=np.float32).reshape(-1))
+    np.testing.assert_array_equal(converted,
+                                  np.asarray(to_srgb_with_imagecms(decoded, icc), dtype=np.float32).reshape(-1))
+    assert np.abs(converted - as_stored).max() >= 20  # a wide gamut moves colours visibly
+
+
+def test_color_profile_keeps_alpha_and_ignores_profiles_that_cannot_apply():
+    icc = wide_gamut_icc_profile()
+    rgba = random_image(6, 4, seed=8, mode="RGBA")
+    spec = ImageSpec(4, 6, interpolation="nearest", scale=1.0, color_mode="RGBA", color_profile="srgb")
+    out = preprocess_bytes(encode(rgba, "PNG", icc_profile=icc), spec).reshape(4, 6, 4)
+    np.testing.assert_array_equal(out[..., 3], np.asarray(rgba)[..., 3])
+    np.testing.assert_array_equal(out[..., :3], np.asarray(to_srgb_with_imagecms(rgba.convert("RGB"), icc)))
+    plain = random_image(6, 4, seed=9)
+    expected = preprocess_bytes(encode(plain), spec)
+    for unusable in (b"not an ICC profile at all", icc[:200]):
+        np.testing.assert_array_equal(preprocess_bytes(encode(plain, "PNG", icc_profile=unusable), spec), expected)
+
+
+def test_color_profile_is_a_param_recorded_in_the_metadata():
+    stage = _Stage().setColorProfile("SRGB")
+    assert stage.getColorProfile() == "srgb" and stage._image_spec().color_profile == "srgb"
+    assert stage._image_spec().metadata()["colorProfile"] == "srgb"
+    assert ImageSpec().metadata()["colorProfile"] == "ignore"
+    with pytest.raises(ValueError, match="colorProfile"):
+        _Stage().setColorProfile("display-p3")
+    with pytest.raises(ValueError, match="color_profile"):
+        ImageSpec(color_profile="adobe")
+
+
+def test_optional_decoders_load_only_when_an_image_needs_them():
+    import subprocess
+
+    probe = ("import sys, sparkimg_ml; from sparkimg_ml.image_ops import ImageSpec; ImageSpec(color_profile='srgb'); "
+             "print(sorted(m for m in ('pillow_heif', 'PIL.ImageCms') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

@@ -50,7 +50,9 @@ def _task(handle_invalid: str = "keep", size=(2, 2)) -> _udf.FeaturizeTask:
 
 
 def _values(features: pa.Array) -> list:
-    """Each row's values, from either features format (None for null rows)."""
+    """Each row's values, from any features format (None for null rows; uint8 pixels for binary)."""
+    if pa.types.is_binary(features.type):
+        return [None if v is None else list(v) for v in features.to_pylist()]
     if pa.types.is_struct(features.type):  # VectorUDT storage: the dense values are in "values"
         valid = features.is_valid().to_pylist()
         return [v if ok else None for ok, v in zip(valid, features.field("values").to_pylist())]
@@ -108,13 +110,67 @@ def test_rows_per_output_batch_shrinks_for_large_images():
 
 
 @pytest.mark.parametrize("features_format", _udf.FEATURE_FORMATS)
-def test_both_feature_formats_carry_the_same_values_and_nulls(counting_fetch, features_format):
+def test_every_feature_format_carries_the_preprocess_values_and_nulls(counting_fetch, features_format):
     task = dataclasses.replace(_task(), features_format=features_format)
     result, _ = _run([["u/10", "bad/1", "u/30"]], task)
     features = result.field("features")
     assert features.type == _udf.output_arrow_type(12, features_format).field("features").type
     assert features.is_null().to_pylist() == [False, True, False]
     values = _values(features)
-    np.testing.assert_array_equal(np.asarray(values[2], np.float32), preprocess_bytes(_png(30), task.spec))
+    dtype = np.uint8 if features_format == _udf.UINT8 else np.float32
+    expected = preprocess_bytes(_png(30), task.spec, out=np.empty(12, dtype))
+    np.testing.assert_array_equal(np.asarray(values[2], dtype), expected)
     if features_format == _udf.VECTOR:  # VectorUDT storage of a dense vector
         assert features.field("type").to_pylist()[0] == 1 and features.field("indices").null_count == 3
+
+
+def _gradient_png(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_decoded_blocks_cover_every_row_in_order_and_copy_duplicates_across_blocks(monkeypatch):
+    monkeypatch.setattr(_udf, "OUTPUT_BATCH_BYTES", 2 * 12)  # two 2x2x3 uint8 rows per block
+    images = [_gradient_png(seed) for seed in range(3)]
+    task = _udf.FeaturizeTask(ImageSpec(2, 2), FetchOptions(), _udf.BINARY, "keep", "content",
+                              features_format=_udf.UINT8)
+    first = [images[0], b"junk", images[1], images[0], images[2]]
+    second = [None, images[2], images[1]]
+    blocks = list(_udf.decoded_blocks([pa.array(first, pa.binary()), pa.array(second, pa.binary())], task))
+    assert [len(b.block) for b in blocks] == [2, 2, 1, 2, 1]  # never spanning two input batches
+    assert all(b.block.dtype == np.uint8 and b.block.shape[1] == 12 for b in blocks)
+    rows = np.concatenate([b.block for b in blocks])
+    failed = np.concatenate([b.failed for b in blocks]).tolist()
+    reasons = [r for b in blocks for r in b.reasons]
+    assert failed == [False, True, False, False, False, True, False, False]
+    assert reasons[1].startswith("decode") and reasons[5] == "missing: null source"
+    for row, data in enumerate(first + second):
+        if failed[row]:
+            assert not rows[row].any()  # failed rows are zeros, whatever a decoder left there
+        else:
+            np.testing.assert_array_equal(rows[row], preprocess_bytes(data, task.spec, out=np.empty(12, np.uint8)))
+
+
+@pytest.mark.parametrize("features_format", _udf.FEATURE_FORMATS)
+def test_decoded_block_dtypes_follow_the_format(features_format):
+    task = _udf.FeaturizeTask(ImageSpec(3, 2, mean="imagenet", std="imagenet"), FetchOptions(), _udf.BINARY,
+                              "keep", "content", features_format=features_format)
+    [decoded] = _udf.decoded_blocks([pa.array([_gradient_png(7)], pa.binary())], task)
+    assert decoded.block.dtype == _udf.BLOCK_DTYPES[features_format]
+    floats = preprocess_bytes(_gradient_png(7), task.spec)
+    if features_format == _udf.UINT8:
+        from sparkimg_ml.tensors import TensorInfo
+
+        info = TensorInfo.from_metadata(dict(task.spec.metadata(), dtype="uint8"))
+        np.testing.assert_array_equal(info.to_float32(decoded.block[0]).reshape(-1), floats)
+    else:  # float64 blocks hold the very float32 values
+        np.testing.assert_array_equal(decoded.block[0], floats.astype(decoded.block.dtype))
+
+
+def test_decoded_blocks_raise_under_error_naming_the_stage_and_source():
+    task = _udf.FeaturizeTask(ImageSpec(2, 2), FetchOptions(), _udf.SOURCE, "error", "image_url",
+                              stage_name="ImageEmbedder")
+    with pytest.raises(_udf.ImageFeaturizationError, match=r"ImageEmbedder .* image_url=/no/such\.png: not_found"):
+        list(_udf.decoded_blocks([pa.array(["/no/such.png"])], task))

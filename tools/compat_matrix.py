@@ -97,10 +97,8 @@ def requirements(venv: Venv) -> List[str]:
         name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
         if name.lower() == "pyspark":
             continue
-        if venv.lower_bounds:
-            bound = re.search(r">=\s*([\w.]+)", requirement)
-            if not bound:
-                raise SystemExit(f"setup.cfg requirement {requirement!r} declares no lower bound to test")
+        bound = re.search(r">=\s*([\w.]+)", requirement)
+        if venv.lower_bounds and bound:
             wanted.append(f"{name}=={bound.group(1)}")
         else:
             wanted.append(requirement)
