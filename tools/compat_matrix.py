@@ -179,7 +179,13 @@ def _outcomes(report: Path) -> Dict[str, str]:
     for case in ET.parse(report).getroot().iter("testcase"):
         test = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
         kinds = {child.tag for child in case}
-        outcomes[test] = ("FAIL" if kinds & {"failure", "error"} else "skip" if "skipped" in kinds else "pass")
+        skipped = case.find("skipped")
+        if kinds & {"failure", "error"}:
+            outcomes[test] = "FAIL"
+        elif skipped is not None:
+            outcomes[test] = "xfail" if "xfail" in (skipped.get("type") or "") else "skip"
+        else:
+            outcomes[test] = "pass"
     return outcomes
 
 
