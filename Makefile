@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-smoke lint java-check browser-check clean
+.PHONY: demo test test-fast test-compat bench bench-smoke lint java-check browser-check clean
 
 # Spark runs "$JAVA_HOME/bin/java" when JAVA_HOME is set, else "java" from PATH: check the same one.
 java-check:
@@ -39,8 +39,16 @@ $(STAMP): setup.cfg setup.py
 demo: java-check $(STAMP)
 	$(BIN)/python -m sparkimg_ml.demo
 
-test: java-check browser-check $(STAMP)
+# The whole suite on the main environment, then the compatibility matrix (other Spark versions,
+# Spark Connect, a standalone cluster; see .ci/compat_matrix.py). test-fast: the main suite only.
+test: test-fast test-compat
+
+test-fast: java-check browser-check $(STAMP)
 	$(BIN)/python -m pytest
+
+# Environments live in build/compat/ and are reused while their recipe and setup.cfg are unchanged.
+test-compat: java-check $(STAMP)
+	$(BIN)/python .ci/compat_matrix.py
 
 bench: java-check $(STAMP)
 	$(BIN)/python -m benchmarks.run
@@ -49,7 +57,7 @@ bench-smoke: java-check $(STAMP)
 	$(BIN)/python -m benchmarks.run --smoke
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check --isolated --select E,F,W,B --extend-ignore E402,E501,B905 sparkimg_ml tests benchmarks
+	$(BIN)/python -m ruff check --isolated --select E,F,W,B --extend-ignore E402,E501,B905 sparkimg_ml tests benchmarks .ci
 	$(BIN)/python -m mypy
 
 clean:

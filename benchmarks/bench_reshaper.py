@@ -71,18 +71,26 @@ def _session(partitions: int, driver_memory: str) -> Any:
     return spark
 
 
-def _source(spark: Any, rows: int, partitions: int) -> Any:
-    """``rows`` featurizer-like vectors: value ``((31 * id + i) % 256) / 255`` at position i, HWC."""
+def _source(spark: Any, rows: int, partitions: int, input_format: str = "vector") -> Any:
+    """``rows`` featurizer-like tensors: pixel ``(31 * id + i) % 256`` at position i, HWC.
+
+    ``vector``: a Vector of ``pixel / 255`` (the featurizer's default output); ``uint8``: the
+    raw pixels as bytes with the same normalisation in the metadata, so both give the same values.
+    """
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import functions as F
 
-    pixels = F.transform(F.sequence(F.lit(0), F.lit(SIZE - 1)),
-                         lambda i: (((F.col("id") * 31 + i) % 256) / 255.0).cast("float"))
-    metadata = {"ml_attr": {"num_attrs": SIZE},
-                "tensor": {"shape": [HEIGHT, WIDTH, CHANNELS], "layout": "HWC", "channelOrder": "RGB",
-                           "dtype": "float32", "scale": 1 / 255}}
-    return (spark.range(rows, numPartitions=partitions)
-            .select("id", array_to_vector(pixels).alias("features"))
+    positions = F.sequence(F.lit(0), F.lit(SIZE - 1))
+    tensor = {"shape": [HEIGHT, WIDTH, CHANNELS], "layout": "HWC", "channelOrder": "RGB", "scale": 1 / 255}
+    frame = spark.range(rows, numPartitions=partitions)
+    if input_format == "uint8":
+        # char(n) is the character of code point n (0..255); ISO-8859-1 encodes it as byte n.
+        text = F.array_join(F.transform(positions, lambda i: F.call_function("char", (F.col("id") * 31 + i) % 256)), "")
+        return (frame.select("id", F.encode(text, "ISO-8859-1").alias("features"))
+                .withMetadata("features", {"tensor": dict(tensor, dtype="uint8")}))
+    pixels = F.transform(positions, lambda i: (((F.col("id") * 31 + i) % 256) / 255.0).cast("float"))
+    metadata = {"ml_attr": {"num_attrs": SIZE}, "tensor": dict(tensor, dtype="float32")}
+    return (frame.select("id", array_to_vector(pixels).alias("features"))
             .withMetadata("features", metadata))
 
 
@@ -96,7 +104,9 @@ def _contenders(source: Any, output_type: str) -> Dict[str, Any]:
     # Defined here, not at module level, so the function is pickled by value and the
     # Python workers need not import this script.
     def to_chw(vector: Any) -> Any:
-        tensor = np.asarray(vector.toArray(), dtype=np.float32).reshape(HEIGHT, WIDTH, CHANNELS).transpose(AXES)
+        values = (np.frombuffer(vector, dtype=np.uint8) * np.float32(1 / 255) if isinstance(vector, (bytes, bytearray))
+                  else np.asarray(vector.toArray(), dtype=np.float32))
+        tensor = values.reshape(HEIGHT, WIDTH, CHANNELS).transpose(AXES)
         if output_type == "nested":
             return tensor.tolist()
         flat = np.ascontiguousarray(tensor).ravel()
@@ -115,12 +125,14 @@ def _contenders(source: Any, output_type: str) -> Dict[str, Any]:
     }
 
 
-def _check(name: str, frame: Any, output_type: str) -> None:
+def _check(name: str, frame: Any, output_type: str, input_format: str = "vector") -> None:
     """The first rows of a contender equal numpy's reshape + transpose of the same input."""
     if name == "pass-through":
         return
     for row in frame.where("id < 3").collect():
-        expected = np.asarray([((31 * row.id + i) % 256) / 255.0 for i in range(SIZE)], dtype=np.float32)
+        pixels = np.asarray([(31 * row.id + i) % 256 for i in range(SIZE)])
+        expected = (pixels.astype(np.float32) * np.float32(1 / 255) if input_format == "uint8"
+                    else (pixels / 255.0).astype(np.float32))
         expected = expected.reshape(HEIGHT, WIDTH, CHANNELS).transpose(AXES)
         got = row.tensor.toArray() if output_type == "vector" else np.asarray(row.tensor)
         if not np.array_equal(got.astype(np.float32), expected if output_type == "nested" else expected.ravel()):
@@ -142,18 +154,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output-type", choices=["nested", "array", "vector"], default="nested",
                         help="TensorReshaper outputType and the UDF's matching result (default nested)")
     parser.add_argument("--driver-memory", default="6g", help="spark.driver.memory (default 6g)")
+    parser.add_argument("--input", choices=["vector", "uint8"], default="vector",
+                        help="input tensor column: featurizer Vector or uint8 bytes (default vector)")
     args = parser.parse_args(argv)
 
     spark = _session(args.partitions, args.driver_memory)
     try:
-        source = _source(spark, args.rows, args.partitions).cache()
+        source = _source(spark, args.rows, args.partitions, args.input).cache()
         started = time.perf_counter()
         source.count()
-        print(f"input: {args.rows} rows x {SIZE} floats (Vector, HWC), cached in "
+        print(f"input: {args.rows} rows x {SIZE} values ({args.input}, HWC), cached in "
               f"{time.perf_counter() - started:.1f} s; output: CHW {args.output_type}")
         frames = _contenders(source, args.output_type)
         for name, frame in frames.items():
-            _check(name, frame, args.output_type)
+            _check(name, frame, args.output_type, args.input)
         samples: Dict[str, List[Dict[str, float]]] = {name: [] for name in frames}
         for repeat in range(args.repeats):
             for name, frame in frames.items():

@@ -9,7 +9,7 @@ from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructType
@@ -19,6 +19,7 @@ from ._fetch_params import HasFetchParams
 from ._image_params import HasImageParams
 from ._invalid_params import HasInvalidRowParams
 from ._model_params import HasModelParams
+from ._persistence import StageWritable
 from ._udf import (
     ARRAY,
     BINARY,
@@ -49,7 +50,7 @@ _IMAGE_LAYOUTS = {image: model for model, image in MODEL_LAYOUTS.items()}
 
 class ImageEmbedder(
     Transformer, HasInputCol, HasOutputCol, HasInvalidRowParams, HasImageParams, HasFetchParams,
-    HasModelParams, DefaultParamsReadable, DefaultParamsWritable,
+    HasModelParams, DefaultParamsReadable, StageWritable,
 ):
     """Run an ONNX image model over an image column: each row's embedding (or scores) as a ``Vector``.
 

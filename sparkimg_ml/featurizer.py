@@ -9,7 +9,7 @@ from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructType
@@ -18,6 +18,7 @@ from ._fetch_params import HasFetchParams
 from ._image_params import HasImageParams
 from ._invalid_params import HasInvalidRowParams
 from ._output_params import HasOutputFormat
+from ._persistence import StageWritable
 from ._udf import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR, FeaturizeTask, make_spark_udf
 from .serving import preprocess_with
 
@@ -39,7 +40,7 @@ def _keeps_every_row(image: Column, kind: str) -> Column:
 
 class ImageUrlFeaturizer(
     Transformer, HasInputCol, HasOutputCol, HasInvalidRowParams, HasImageParams, HasFetchParams,
-    HasOutputFormat, DefaultParamsReadable, DefaultParamsWritable,
+    HasOutputFormat, DefaultParamsReadable, StageWritable,
 ):
     """Fetch, decode, resize and normalise the image in each row into a tensor column.
 

@@ -15,18 +15,21 @@ from functools import reduce
 from operator import mul
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
+import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasHandleInvalid, HasInputCol, HasOutputCol
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DataType, DoubleType, FloatType
+from pyspark.sql.types import ArrayType, BinaryType, DataType, DoubleType, FloatType
 
 from . import _converters as conv
+from ._persistence import StageWritable
+from .tensors import TensorInfo, normalisation
 
 OUTPUT_TYPES = ("nested", "array", "vector")
 HANDLE_INVALID_OPTIONS = ("error", "skip", "keep")
@@ -89,7 +92,7 @@ def axes_list(value: Any) -> List[int]:
     return axes
 
 
-# -- the gather: pure index arithmetic over four array primitives ---------------------------------
+# -- the gather: pure index arithmetic over a few array primitives ------------------------------
 
 Dim = Union[int, Column]
 
@@ -115,6 +118,15 @@ class ArrayOps(Protocol):
 
     def flatten(self, nested: Any) -> Any:
         """Concatenate an array of arrays."""
+
+    def quotient(self, value: Any, divisor: Any) -> Any:
+        """Integer division of non-negative ``value`` by positive ``divisor``."""
+
+    def chunks(self, array: Any, length: Optional[Any] = None, count: Optional[Any] = None) -> Any:
+        """``array`` cut into consecutive parts of ``length`` items, or into ``count`` equal parts.
+
+        A null array stays null; ``array`` is evaluated once.
+        """
 
 
 class _SparkOps:
@@ -145,48 +157,144 @@ class _SparkOps:
     def flatten(self, nested: Column) -> Column:
         return F.flatten(nested)
 
+    def quotient(self, value: Dim, divisor: Dim) -> Column:
+        # Exact: the double quotient of two ints below 2**31 never rounds up to the next integer.
+        return (F.lit(value) / divisor).cast("int")
 
-def gather(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int], nested: bool) -> Any:
-    """``flat.reshape(shape).transpose(axes)`` as nested arrays, or flattened again.
+    def chunks(self, array: Column, length: Optional[Dim] = None, count: Optional[Dim] = None) -> Column:
+        if (length is None) == (count is None):
+            raise ValueError("chunks takes exactly one of length and count")
 
-    ``flat`` holds exactly ``prod(shape)`` values in row-major order. The result is
-    built level by level: output level ``t`` walks input axis ``axes[t]`` with that
-    axis's row-major stride, so the expression grows with the rank, not with the
-    number of elements. When the last input axis stays last, the innermost level
-    is one contiguous slice instead of one lookup per element.
+        def split(values: Column) -> Column:
+            size = F.size(values)
+            part = length if length is not None else self.quotient(size, count)  # type: ignore[arg-type]
+            parts = count if count is not None else self.quotient(size, part)
+            cut = F.transform(F.sequence(F.lit(0), F.lit(parts - 1)),
+                              lambda i: F.slice(values, i * part + 1, part))
+            return F.when(values.isNotNull(), cut)
+
+        return _bind(array, split)
+
+
+def _bind(value: Column, body: Callable[[Column], Column]) -> Column:
+    """``body(value)`` with ``value`` computed once per row, however often ``body`` reads it.
+
+    Spark inlines an expression at every use: read inside a lambda, ``vector_to_array``
+    or ``flatten`` would run once per element. A one-element ``transform`` binds it
+    to a lambda variable instead.
+    """
+    return F.transform(F.array(value), body)[0]
+
+
+def permute(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int]) -> Any:
+    """The values of ``flat.reshape(shape).transpose(axes)`` in row-major order, with one ``tabulate``.
+
+    ``flat`` holds exactly ``prod(shape)`` values in row-major order. Output position
+    ``k`` is written in the mixed radix of the output dimensions; digit ``t`` walks
+    input axis ``axes[t]`` with that axis's row-major stride. When the last input
+    axis stays last, whole rows are sliced instead of single values read.
 
     Examples
     --------
-    >>> class ListOps:
-    ...     def tabulate(self, count, fill): return [fill(i) for i in range(count)]
-    ...     def at(self, array, index): return array[index]
-    ...     def take(self, array, start, length): return array[start:start + length]
-    ...     def whole(self, array): return array
-    ...     def flatten(self, nested): return [v for part in nested for v in part]
-    >>> gather(ListOps(), list(range(6)), [2, 3], [1, 0], nested=True)
-    [[0, 3], [1, 4], [2, 5]]
-    >>> gather(ListOps(), list(range(6)), [2, 3], [1, 0], nested=False)
+    >>> permute(ListOps(), list(range(6)), [2, 3], [1, 0])
     [0, 3, 1, 4, 2, 5]
     """
     rank = len(shape)
-    if list(axes) == list(range(rank)) and (not nested or rank == 1):
+    if list(axes) == list(range(rank)):
         return ops.whole(flat)
     strides: List[Any] = [reduce(mul, shape[axis + 1:], 1) for axis in range(rank)]
     dims = [shape[axis] for axis in axes]
     steps = [strides[axis] for axis in axes]
     contiguous = axes[-1] == rank - 1
-    levels = rank - 1 if contiguous else rank
+    digits = rank - 1 if contiguous else rank
 
-    def build(level: int, offset: Any) -> Any:
-        if level == levels:
-            return ops.take(flat, offset, dims[-1]) if contiguous else ops.at(flat, offset)
-        return ops.tabulate(dims[level], lambda i: build(level + 1, offset + i * steps[level]))
+    def source(position: Any) -> Any:
+        """Index in ``flat`` of the value (or row) at ``position`` among the first ``digits`` dims."""
+        offset: Any = 0
+        for t in range(digits):
+            inner = reduce(mul, dims[t + 1:digits], 1)
+            digit = position if t == 0 else position % (inner * dims[t])
+            if t < digits - 1:
+                digit = ops.quotient(digit, inner)
+            offset = offset + digit * steps[t]
+        return offset
 
-    tensor = build(0, 0)
-    if not nested:
-        for _ in range(rank - 1):
-            tensor = ops.flatten(tensor)
-    return tensor
+    count = reduce(mul, dims[:digits], 1)
+    if contiguous:
+        return ops.flatten(ops.tabulate(count, lambda r: ops.take(flat, source(r), dims[-1])))
+    return ops.tabulate(count, lambda k: ops.at(flat, source(k)))
+
+
+def nest(ops: ArrayOps, flat: Any, dims: Sequence[Optional[int]]) -> Any:
+    """Row-major ``flat`` as nested arrays of ``dims``, built from the innermost level outwards.
+
+    Each level cuts the previous one into consecutive parts, so no level runs inside
+    another's loop: Spark before 4.3 cannot evaluate a Python UDF whose argument
+    nests three or more lambda functions (``predict_batch_udf`` over a tensor).
+    One entry of ``dims`` may be None (inferred per row); its level is then cut by count.
+
+    Examples
+    --------
+    >>> nest(ListOps(), list(range(12)), [2, 3, 2])
+    [[[0, 1], [2, 3], [4, 5]], [[6, 7], [8, 9], [10, 11]]]
+    """
+    nested = flat
+    for level in range(len(dims) - 1, 0, -1):
+        inner = dims[level]
+        if inner is not None:
+            nested = ops.chunks(nested, length=inner)
+        else:  # this level's size is the inferred one, so the outer sizes are all known
+            nested = ops.chunks(nested, count=_product([d for d in dims[:level] if d is not None]))
+    return nested
+
+
+def gather(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int], nested: bool) -> Any:
+    """``flat.reshape(shape).transpose(axes)`` as nested arrays, or flattened (row-major).
+
+    Examples
+    --------
+    >>> gather(ListOps(), list(range(6)), [2, 3], [1, 0], nested=True)
+    [[0, 3], [1, 4], [2, 5]]
+    >>> gather(ListOps(), list(range(6)), [2, 3], [1, 0], nested=False)
+    [0, 3, 1, 4, 2, 5]
+    """
+    values = permute(ops, flat, shape, axes)
+    return nest(ops, values, [shape[axis] for axis in axes]) if nested and len(shape) > 1 else values
+
+
+class ListOps:
+    """:class:`ArrayOps` on Python lists: the gather's arithmetic, checkable without Spark.
+
+    Examples
+    --------
+    >>> ListOps().chunks([1, 2, 3, 4, 5, 6], count=2)
+    [[1, 2, 3], [4, 5, 6]]
+    """
+
+    def tabulate(self, count: int, fill: Callable[[int], Any]) -> List[Any]:
+        return [fill(i) for i in range(count)]
+
+    def at(self, array: List[Any], index: int) -> Any:
+        return array[index]
+
+    def take(self, array: List[Any], start: int, length: int) -> List[Any]:
+        return array[start:start + length]
+
+    def whole(self, array: List[Any]) -> List[Any]:
+        return array
+
+    def flatten(self, nested: List[List[Any]]) -> List[Any]:
+        return [value for part in nested for value in part]
+
+    def quotient(self, value: int, divisor: int) -> int:
+        return value // divisor
+
+    def chunks(self, array: Optional[List[Any]], length: Optional[int] = None,
+               count: Optional[int] = None) -> Optional[List[List[Any]]]:
+        if array is None:
+            return None
+        part = length if length is not None else len(array) // (count or 1)
+        return [array[i:i + part] for i in range(0, len(array), part)]
 
 
 # -- the stage -------------------------------------------------------------------------------------
@@ -199,9 +307,11 @@ def _product(sizes: Sequence[int]) -> int:
 
 
 def _leaf_dtype(name: str, data_type: DataType) -> Tuple[int, Optional[str]]:
-    """Nesting depth (0 for a Vector) and element dtype name (None for a Vector) of the input."""
+    """Nesting depth (0 for a Vector or bytes) and element dtype name (None for a Vector) of the input."""
     if isinstance(data_type, VectorUDT):
         return 0, None
+    if isinstance(data_type, BinaryType):
+        return 0, "uint8"
     depth, leaf = 0, data_type
     while isinstance(leaf, ArrayType):
         depth, leaf = depth + 1, leaf.elementType
@@ -210,7 +320,8 @@ def _leaf_dtype(name: str, data_type: DataType) -> Tuple[int, Optional[str]]:
             return depth, dtype
     raise TypeError(
         f"TensorReshaper: input column {name!r} has type {data_type.simpleString()}; expected a "
-        "Vector, array<float>, array<double> or nested arrays of float/double. Cast integer arrays "
+        "Vector, array<float>, array<double>, nested arrays of float/double or binary (uint8 "
+        "tensors, one byte per value). Cast integer arrays "
         f"first, e.g. F.col({name!r}).cast('array<float>')."
     )
 
@@ -235,7 +346,7 @@ def _recorded_shape(metadata: Dict[str, Any]) -> Tuple[Optional[List[int]], Opti
 
 class TensorReshaper(
     Transformer, HasInputCol, HasOutputCol, HasHandleInvalid,
-    DefaultParamsReadable, DefaultParamsWritable,
+    DefaultParamsReadable, StageWritable,
 ):
     """Reshape and transpose tensor columns, or flatten them back into MLlib vectors.
 
@@ -421,7 +532,11 @@ class TensorReshaper(
         output_type, handle_invalid = self.getOutputType(), self.getHandleInvalid()
 
         narrow = False
-        if array_dtype is None:
+        if array_dtype == "uint8":
+            # Raw pixels: decoded and normalised as the metadata records, the featurizer's float32 values.
+            dtype, flat = "float32", _pixel_values(F.col(name), name, in_tensor)
+            count = F.length(F.col(name))
+        elif array_dtype is None:
             # A Vector stores doubles, but its metadata may say they are float32 values (the
             # featurizer's); float arrays then hold them exactly at half the size.
             recorded = in_tensor.get("dtype")
@@ -431,13 +546,15 @@ class TensorReshaper(
             narrow = dtype == "float32" and output_type != "vector"
             # vector_to_array (like array_to_vector) fails on null rows instead of passing them on.
             flat = F.when(F.col(name).isNotNull(), vector_to_array(F.col(name)))
+            count = F.size(flat)
         else:
             dtype, flat = array_dtype, F.col(name)
             for _ in range(depth - 1):
                 flat = F.flatten(flat)
+            count = F.size(flat)
 
         if handle_invalid == "skip":
-            dataset = dataset.filter(F.col(name).isNull() | _fits(F.size(flat), shape))
+            dataset = dataset.filter(F.col(name).isNull() | _fits(count, shape))
         result = _reshape_column(flat, name, shape, axes, output_type, fail=handle_invalid == "error",
                                  element_type="float" if narrow else None)
         metadata = output_metadata(in_tensor, in_shape, shape, axes, dtype, output_type)
@@ -529,6 +646,56 @@ def output_metadata(
     return metadata
 
 
+def _pixel_values(data: Column, name: str, in_tensor: Dict[str, Any]) -> Column:
+    """A ``binary`` column of uint8 pixels as ``array<float>``, normalised as its metadata records.
+
+    ``value = pixel * gain[c] + bias[c]`` in float32 for the pixel's channel ``c``, with
+    ``gain``/``bias`` from :func:`sparkimg_ml.tensors.normalisation`: the very numbers
+    :meth:`~sparkimg_ml.tensors.TensorInfo.to_float32` and the featurizer give. Without a
+    recorded tensor entry the bytes are read as plain values 0..255.
+
+    Spark SQL cannot cast binary to an array, so the bytes are read in the JVM as
+    Latin-1 text (one character per byte, code point = byte value), split into
+    characters and turned back into numbers by ``ascii``.
+    """
+    if in_tensor.get("dtype", "uint8") != "uint8":
+        raise ValueError(
+            f"TensorReshaper: column {name!r} is binary but its metadata records tensor dtype "
+            f"{in_tensor.get('dtype')!r}; binary tensor columns hold uint8 values (one byte each). "
+            "Fix the metadata, e.g. df.withMetadata(col, {'tensor': {..., 'dtype': 'uint8'}})."
+        )
+    pixel: Callable[[Column, Column], Column]
+    if not in_tensor:
+        def pixel(char: Column, index: Column) -> Column:
+            return F.ascii(char).cast("float")
+    else:
+        info = TensorInfo.from_metadata(in_tensor)
+        gain, bias = normalisation(info.scale, info.mean, info.std)
+        axis = info.channel_axis if info.channel_axis is not None else len(info.shape) - 1
+        channels, stride = info.shape[axis], _product(info.shape[axis + 1:])
+        if len(gain) not in (1, channels):
+            raise ValueError(
+                f"TensorReshaper: the metadata of column {name!r} records {len(gain)} mean/std values "
+                f"for {channels} channels; give one per channel or a single one for all."
+            )
+
+        def coefficient(values: np.ndarray, index: Column) -> Column:
+            if len(values) == 1:
+                return F.lit(float(values[0])).cast("float")
+            channel = ((index / stride).cast("int") if stride > 1 else index) % channels
+            return F.element_at(F.array(*[F.lit(float(v)) for v in values]).cast("array<float>"), channel + 1)
+
+        def pixel(char: Column, index: Column) -> Column:
+            # float * float and float + float: the float32 arithmetic of TensorInfo.to_float32.
+            value = F.ascii(char).cast("float") * coefficient(gain, index)
+            return value if bias is None else value + coefficient(bias, index)
+
+    characters = F.split(F.decode(data, "ISO-8859-1"), "")
+    return (F.when(data.isNull(), F.lit(None))
+            .when(F.length(data) == 0, F.array().cast("array<float>"))
+            .otherwise(F.transform(characters, pixel)))
+
+
 def _fits(size: Column, shape: List[int]) -> Column:
     """Whether a row of ``size`` values fits ``shape`` (a -1 takes any positive multiple)."""
     known = _product([s for s in shape if s != -1])
@@ -543,6 +710,10 @@ def _reshape_column(
 
     Rows that do not fit raise (``fail``) or become null; null rows stay null. With
     ``element_type``, the values are cast to it.
+
+    No lambda function runs inside another's loop more than one level deep (see
+    :func:`nest`), so ``predict_batch_udf`` and other Python UDFs can read the
+    output on every supported Spark version.
     """
     ops = _SparkOps(element_type)
     known = _product([s for s in shape if s != -1])
@@ -552,19 +723,25 @@ def _reshape_column(
         f" values but shape {shape} needs {need}. Fix the data, or set handleInvalid='skip' "
         "(drop such rows) or 'keep' (null output)."
     )
+    nested = output_type == "nested" and len(shape) > 1
 
-    def reshape(values: Column) -> Column:
-        size = F.size(values)
-        dims: List[Dim] = [(size / known).cast("int") if s == -1 else s for s in shape]
-        tensor = gather(ops, values, dims, axes, nested=output_type == "nested")
+    def checked(values: Column) -> Column:
+        count = F.size(values)
+        dims: List[Dim] = [ops.quotient(count, known) if s == -1 else s for s in shape]
+        tensor = permute(ops, values, dims, axes)
         if output_type == "vector":
             tensor = array_to_vector(tensor)
         invalid = (
-            F.raise_error(F.concat(F.lit(message_head), size.cast("string"), F.lit(message_tail)))
+            F.raise_error(F.concat(F.lit(message_head), count.cast("string"), F.lit(message_tail)))
             if fail else F.lit(None)
         )
-        return F.when(values.isNull(), F.lit(None)).when(_fits(size, shape), tensor).otherwise(invalid)
+        return F.when(values.isNull(), F.lit(None)).when(_fits(count, shape), tensor).otherwise(invalid)
 
     # Binding the flat values to a lambda variable converts each row once: referenced directly
-    # inside the innermost lambda, vector_to_array / flatten would run once per element.
-    return F.transform(F.array(flat), reshape)[0]
+    # inside the gather's lambda, vector_to_array, flatten or the bytes' decoding would run once
+    # per element. Null rows are tested inside, on the variable: a CASE WHEN around the bound
+    # expression keeps Spark 3.5-4.2 from evaluating a Python UDF over the output.
+    result = _bind(flat, checked)
+    if nested:
+        result = nest(ops, result, [None if shape[axis] == -1 else shape[axis] for axis in axes])
+    return result

@@ -18,23 +18,65 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
-@pytest.fixture(scope="session")
-def spark():
+#: Which Spark the session fixture gives: "local" (default, classic local[2]), "connect" (a Spark
+#: Connect server started here) or "standalone" (a master and two workers started here). The
+#: compatibility runs (.ci/compat_matrix.py) set it; the package is shipped to the last two.
+SPARK_KIND = os.environ.get("SPARKIMG_TEST_SPARK", "local")
+
+
+def _builder():
     from pyspark.sql import SparkSession
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("sparkimg_ml-tests")
+    return SparkSession.builder.appName("sparkimg_ml-tests")
+
+
+def _classic_session(master: str, **conf: str):
+    builder = (
+        _builder().master(master)
         .config("spark.driver.memory", "3g")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
+        .config("spark.driver.host", "127.0.0.1")
     )
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    return session
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    if SPARK_KIND == "local":
+        session = _classic_session("local[2]")
+        yield session
+        session.stop()
+        return
+    from sparkimg_ml.deploy import ship
+
+    import spark_services
+
+    scratch = tmp_path_factory.mktemp(f"spark-{SPARK_KIND}")
+    if SPARK_KIND == "connect":
+        with spark_services.connect_server(scratch) as url:
+            os.environ["SPARKIMG_TEST_SPARK_URL"] = url  # for tests that load models in a new process
+            session = _builder().remote(url).getOrCreate()
+            ship(session)
+            yield session
+            session.stop()
+    elif SPARK_KIND == "standalone":
+        with spark_services.standalone_cluster(scratch) as url:
+            os.environ["SPARKIMG_TEST_SPARK_URL"] = url
+            session = _classic_session(url, **{
+                "spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.cores.max": "2",
+                "spark.driver.memory": "2g"})
+            ship(session)
+            yield session
+            session.stop()
+    else:
+        raise ValueError(f"SPARKIMG_TEST_SPARK={SPARK_KIND!r}; expected local, connect or standalone")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

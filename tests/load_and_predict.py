@@ -18,8 +18,17 @@ from pyspark.sql import SparkSession  # noqa: E402
 
 
 def main(kind: str, model_path: str, rows_path: str, out_path: str) -> None:
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    # The compatibility runs point this process at their Connect server or standalone cluster.
+    url = os.environ.get("SPARKIMG_TEST_SPARK_URL", "local[2]")
+    builder = SparkSession.builder.remote(url) if url.startswith("sc://") else (
+        SparkSession.builder.master(url).config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false").config("spark.driver.host", "127.0.0.1")
+        .config("spark.executor.memory", "1g").config("spark.cores.max", "2"))
+    spark = builder.getOrCreate()
+    if url != "local[2]":
+        from sparkimg_ml.deploy import ship
+
+        ship(spark)
     try:
         loader = PipelineModel if kind == "pipeline" else CrossValidatorModel
         model = loader.load(model_path)

@@ -44,6 +44,7 @@ def _vectors(frame, column="features"):
             for row in frame.select(vector_to_array(column, "float32")).collect()]
 
 
+@pytest.mark.compat
 def test_featurizer_reads_paths_file_uris_and_http_urls_to_hwc_rgb(spark, images, http_server):
     folder = images["dir"]
     sources = [str(folder / "rgb.png"), (folder / "rgb.png").as_uri(),
@@ -69,6 +70,7 @@ def test_featurizer_converts_gray_and_rgba_to_the_requested_mode(spark, images):
     assert all(np.isfinite(v).all() and v.min() >= 0 and v.max() <= 1 for v in rgb + gray)
 
 
+@pytest.mark.compat
 def test_featurizer_reads_binary_file_content_column(spark, images):
     frame = spark.read.format("binaryFile").option("pathGlobFilter", "rgb.png").load(str(images["dir"]))
     out = ImageUrlFeaturizer(inputCol="content", imageSize=SIZE).transform(frame)
@@ -83,6 +85,7 @@ def test_featurizer_reads_spark_image_struct_with_bgr_order_accounted_for(spark,
     np.testing.assert_array_equal(vector, _expected(images["rgb"]))
 
 
+@pytest.mark.compat
 def test_featurizer_keep_mode_keeps_every_row_and_column_with_reasons(spark, images, http_server):
     folder = images["dir"]
     rows = [
@@ -108,6 +111,7 @@ def test_featurizer_keep_mode_keeps_every_row_and_column_with_reasons(spark, ima
     assert [r["features"] is None for r in collected] == [False, True, True, True, True, False]
 
 
+@pytest.mark.compat
 def test_featurizer_skip_mode_drops_only_bad_rows(spark, images):
     folder = images["dir"]
     frame = spark.createDataFrame(
@@ -117,6 +121,7 @@ def test_featurizer_skip_mode_drops_only_bad_rows(spark, images):
     assert "features" in out.columns
 
 
+@pytest.mark.compat
 def test_featurizer_error_mode_fails_naming_the_url_and_the_cause(spark, http_server):
     url = f"{http_server}/featurizer/absent.png"
     frame = spark.createDataFrame([(url,)], "url string")
@@ -126,6 +131,7 @@ def test_featurizer_error_mode_fails_naming_the_url_and_the_cause(spark, http_se
     assert url in message and "http_404" in message and "handleInvalid" in message
 
 
+@pytest.mark.compat
 def test_featurizer_output_metadata_describes_the_tensor(spark, images):
     frame = spark.createDataFrame([(str(images["dir"] / "rgb.png"),)], "url string")
     out = ImageUrlFeaturizer(inputCol="url", imageSize=SIZE).transform(frame)
@@ -228,6 +234,7 @@ def test_serving_preprocess_matches_spark_output_bit_for_bit(spark, images):
 
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("columnar_input", ["true", "false"])
 @pytest.mark.parametrize("source", ["parquet", "cached parquet", "binary parquet"])
 def test_columnar_children_parquet_and_cache_give_vectors(spark, images, tmp_path, source, columnar_input):
@@ -248,8 +255,11 @@ def test_columnar_children_parquet_and_cache_give_vectors(spark, images, tmp_pat
     if source == "cached parquet":
         table = table.cache()
         table.count()
-    previous = spark.conf.get("spark.sql.execution.arrow.pythonUDF.columnarInput.enabled")
-    spark.conf.set("spark.sql.execution.arrow.pythonUDF.columnarInput.enabled", columnar_input)
+    # The conf exists from Spark 4.3 on; reading it earlier raises SQL_CONF_NOT_FOUND, and setting
+    # it there changes nothing, so older versions run the row path both times.
+    conf = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+    previous = spark.conf.get(conf, None)
+    spark.conf.set(conf, columnar_input)
     try:
         out = ImageUrlFeaturizer(inputCol=column, imageSize=SIZE, handleInvalid="keep", errorCol="why") \
             .transform(table).orderBy("id")
@@ -257,7 +267,10 @@ def test_columnar_children_parquet_and_cache_give_vectors(spark, images, tmp_pat
         vectors = [None if r.features is None else r.features.toArray().astype(np.float32) for r in collected]
         reasons = [r.why for r in collected]
     finally:
-        spark.conf.set("spark.sql.execution.arrow.pythonUDF.columnarInput.enabled", previous)
+        if previous is None:
+            spark.conf.unset(conf)
+        else:
+            spark.conf.set(conf, previous)
         table.unpersist()
     np.testing.assert_array_equal(vectors[0], _expected(images["rgb"]))
     np.testing.assert_array_equal(vectors[2], _expected(images["gray"]))

@@ -47,6 +47,7 @@ def _predict_in_new_process(kind: str, model_path: Path, frame, tmp_path: Path) 
     return json.load(open(out_path))
 
 
+@pytest.mark.compat
 def test_digits_pipeline_is_accurate_on_a_wide_table_with_broken_rows(digits, fitted):
     table, _, test = digits
     model, _ = fitted
@@ -62,10 +63,11 @@ def test_digits_pipeline_is_accurate_on_a_wide_table_with_broken_rows(digits, fi
     assert codes == ["decode", "decode", "http_404", "http_404", "missing", "missing"]
 
 
+@pytest.mark.compat
 def test_pipeline_model_loads_in_a_new_process_with_identical_predictions(spark, digits, fitted, tmp_path):
     _, _, test = digits
     model, path = fitted
-    sample = test.limit(60)
+    sample = test.orderBy("id").limit(60)  # a plain limit may pick other rows in each job on a cluster
     here = {str(r["id"]): [r["prediction"], r["probability"].toArray().tolist()]
             for r in model.transform(sample).select("id", "prediction", "probability").collect()}
     there = _predict_in_new_process("pipeline", path, sample, tmp_path)
@@ -113,6 +115,7 @@ def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, d
     assert there == here
 
 
+@pytest.mark.compat
 def test_stage_and_unfitted_pipeline_round_trip_every_param(spark, tmp_path):
     featurizer = ImageUrlFeaturizer(inputCol="u", outputCol="v", errorCol="e", handleInvalid="keep",
                                     imageSize=[7, 9], colorMode="L", scale=0.5, concurrency=4, timeout=3.0)
@@ -126,6 +129,7 @@ def test_stage_and_unfitted_pipeline_round_trip_every_param(spark, tmp_path):
     assert stages[0].getImageSize() == [7, 9] and stages[0].getErrorCol() == "e"
 
 
+@pytest.mark.compat
 def test_stages_saved_by_version_0_1_0_still_load(spark):
     """Module paths and Param names are an on-disk format: these files were written by 0.1.0."""
     stage = ImageUrlFeaturizer.load(str(RESOURCES / "v0_1_0" / "featurizer"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections import Counter
 
 import numpy as np
+import pyspark
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 from sparkimg_ml import ImageUrlFeaturizer
 from sparkimg_ml.image_ops import ImageSpec, preprocess_bytes
 from sparkimg_ml.reshaper import (
+    ListOps,
     TensorReshaper,
     axes_list,
     gather,
@@ -33,31 +36,27 @@ from sparkimg_ml.reshaper import (
 PYTHON_EVAL_NODES = ("ArrowEvalPython", "BatchEvalPython")
 
 
-class ListOps:
-    """The gather's four primitives on Python lists, to check its index arithmetic without Spark."""
+class CountingOps(ListOps):
+    """The gather's primitives on Python lists, counting the calls of each."""
 
     def __init__(self) -> None:
-        self.calls = {"tabulate": 0, "at": 0, "take": 0, "whole": 0, "flatten": 0}
+        self.calls: Counter = Counter()
 
     def tabulate(self, count, fill):
         self.calls["tabulate"] += 1
-        return [fill(i) for i in range(count)]
+        return super().tabulate(count, fill)
 
     def at(self, array, index):
         self.calls["at"] += 1
-        return array[index]
+        return super().at(array, index)
 
     def take(self, array, start, length):
         self.calls["take"] += 1
-        return array[start:start + length]
+        return super().take(array, start, length)
 
     def whole(self, array):
         self.calls["whole"] += 1
-        return array
-
-    def flatten(self, nested):
-        self.calls["flatten"] += 1
-        return [value for part in nested for value in part]
+        return super().whole(array)
 
 
 @st.composite
@@ -80,10 +79,10 @@ def test_gather_equals_numpy_reshape_then_transpose(case):
     shape, axes = case
     flat = list(range(int(np.prod(shape))))
     expected = _expected(flat, shape, axes)
-    nested = gather(ListOps(), flat, shape, axes, nested=True)
+    nested = gather(CountingOps(), flat, shape, axes, nested=True)
     assert np.asarray(nested).shape == expected.shape
     np.testing.assert_array_equal(np.asarray(nested), expected)
-    assert gather(ListOps(), flat, shape, axes, nested=False) == expected.ravel().tolist()
+    assert gather(CountingOps(), flat, shape, axes, nested=False) == expected.ravel().tolist()
 
 
 @settings(max_examples=300, deadline=None)
@@ -91,25 +90,25 @@ def test_gather_equals_numpy_reshape_then_transpose(case):
 def test_gather_then_inverse_permutation_returns_the_input_exactly(case):
     shape, axes = case
     flat = [float(v) * 0.1 for v in range(int(np.prod(shape)))]
-    moved = gather(ListOps(), flat, shape, axes, nested=False)
-    back = gather(ListOps(), moved, [shape[a] for a in axes], np.argsort(axes).tolist(), nested=False)
+    moved = gather(CountingOps(), flat, shape, axes, nested=False)
+    back = gather(CountingOps(), moved, [shape[a] for a in axes], np.argsort(axes).tolist(), nested=False)
     assert back == flat
 
 
 def test_gather_slices_whole_rows_when_the_last_axis_stays_last():
-    ops = ListOps()
+    ops = CountingOps()
     gather(ops, list(range(24)), [2, 3, 4], [1, 0, 2], nested=True)
     assert ops.calls["at"] == 0 and ops.calls["take"] == 6
-    ops = ListOps()
+    ops = CountingOps()
     gather(ops, list(range(24)), [2, 3, 4], [2, 0, 1], nested=True)
     assert ops.calls["take"] == 0 and ops.calls["at"] == 24
 
 
 def test_gather_reads_the_whole_input_once_for_identity_without_nesting():
     flat = [1.0, 2.0, 3.0, 4.0]
-    ops = ListOps()
+    ops = CountingOps()
     assert gather(ops, flat, [2, 2], [0, 1], nested=False) is flat
-    assert ops.calls == {"tabulate": 0, "at": 0, "take": 0, "whole": 1, "flatten": 0}
+    assert ops.calls == {"whole": 1}
 
 
 # -- Params and configuration errors (no Spark job) ---------------------------------------------
@@ -203,6 +202,7 @@ def test_output_metadata_permutes_layout_and_carries_the_other_keys():
 
 # -- Spark: values, metadata, plans ---------------------------------------------------------------
 
+@pytest.mark.compat
 @settings(max_examples=5, deadline=None)
 @given(shapes_and_axes(max_rank=4, max_size=3), st.booleans(), st.integers(0, 2**31 - 1))
 def test_spark_output_equals_numpy_and_the_inverse_restores_the_input(spark, case, infer, seed):
@@ -252,6 +252,7 @@ def test_nested_input_without_metadata_flattens_to_a_vector_with_size_metadata(s
                                            "ml_attr": {"num_attrs": 6}}
 
 
+@pytest.mark.compat
 def test_featurizer_metadata_gives_shape_layout_and_float32_tensors(spark):
     featurizer = ImageUrlFeaturizer(inputCol="url", imageSize=[2, 4], scale=0.5)
     recorded = featurizer.outputMetadata()
@@ -277,6 +278,7 @@ def test_featurizer_metadata_gives_shape_layout_and_float32_tensors(spark):
     ([2, 0, 1], "array", "array<float>"),
     ([2, 0, 1], "vector", "vector"),
 ])
+@pytest.mark.compat
 def test_float32_vectors_give_float_tensors_on_every_read_path(spark, axes, output_type, spark_type):
     values = (np.arange(24, dtype=np.float32) / np.float32(7)).tolist()
     frame = spark.createDataFrame([(values,)], "p array<float>").select(
@@ -345,12 +347,14 @@ def uneven(spark):
         .withMetadata("features", meta)
 
 
+@pytest.mark.compat
 def test_handle_invalid_error_names_expected_and_found_sizes(uneven):
     out = TensorReshaper(inputCol="features", axes=[2, 0, 1]).transform(uneven.where("id <= 1"))
     with pytest.raises(Exception, match=r"column 'features' has 2 values but shape \[2, 2, 3\] needs 12"):
         out.collect()
 
 
+@pytest.mark.compat
 def test_handle_invalid_skip_drops_rows_that_do_not_fit_and_passes_nulls(uneven):
     out = TensorReshaper(inputCol="features", axes=[2, 0, 1], handleInvalid="skip").transform(uneven)
     rows = {r.id: r.tensor for r in out.collect()}
@@ -358,6 +362,7 @@ def test_handle_invalid_skip_drops_rows_that_do_not_fit_and_passes_nulls(uneven)
     assert rows[0] == np.arange(12.0).reshape(2, 2, 3).transpose(2, 0, 1).tolist()
 
 
+@pytest.mark.compat
 def test_handle_invalid_keep_yields_null_for_rows_that_do_not_fit(uneven):
     out = TensorReshaper(inputCol="features", outputType="vector", handleInvalid="keep").transform(uneven)
     rows = {r.id: r.tensor for r in out.collect()}
@@ -426,6 +431,7 @@ def _collect(frame, column):
     return [r[column] for r in frame.orderBy("id").select(column).collect()]
 
 
+@pytest.mark.compat
 def test_stage_pipeline_and_pipeline_model_round_trip(labelled, tmp_path):
     stage = TensorReshaper(inputCol="features", outputCol="chw", axes=[2, 0, 1], outputType="array",
                            handleInvalid="keep")
@@ -474,6 +480,7 @@ def test_stage_saved_in_the_first_on_disk_format_still_loads(spark, tmp_path):
     assert (stage.getOutputType(), stage.getHandleInvalid()) == ("array", "keep")
 
 
+@pytest.mark.compat
 def test_cross_validator_tunes_axes_and_persists(labelled, tmp_path):
     reshaper = TensorReshaper(inputCol="features", outputCol="x", outputType="vector")
     logistic = LogisticRegression(featuresCol="x", labelCol="label", maxIter=5)
@@ -493,6 +500,11 @@ def test_cross_validator_tunes_axes_and_persists(labelled, tmp_path):
 
 # -- deep-learning inference on tensor columns ----------------------------------------------------
 
+@pytest.mark.compat
+@pytest.mark.xfail(
+    tuple(int(v) for v in pyspark.__version__.split(".")[:2]) < (4, 3), strict=False,
+    reason="Spark < 4.3 may leave a Python UDF over lambda expressions unextracted ('Cannot evaluate "
+           "expression'), depending on the session's earlier queries; see README, Supported versions")
 def test_featurizer_and_chw_tensors_feed_predict_batch_udf_like_numpy_on_the_decoded_images(
         spark, static_dir, http_server):
     rng = np.random.default_rng(5)
