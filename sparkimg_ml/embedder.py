@@ -12,25 +12,20 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BinaryType, StringType, StructType
 
 from ._embed_udf import EmbedTask, make_embed_udf
 from ._fetch_params import HasFetchParams
+from ._image_columns import check_output_columns, image_input_kind, keeps_every_row
 from ._image_params import HasImageParams
 from ._invalid_params import HasInvalidRowParams
 from ._model_params import HasModelParams
 from ._persistence import StageWritable
 from ._udf import (
     ARRAY,
-    BINARY,
-    IMAGE_STRUCT,
-    IMAGE_STRUCT_FIELDS,
-    SOURCE,
     VECTOR,
     FeaturizeTask,
 )
 from .errors import redact_source
-from .featurizer import _keeps_every_row
 from .image_ops import ImageSpec
 from .inference import (
     MODEL_LAYOUTS,
@@ -301,45 +296,13 @@ class ImageEmbedder(
         return embeddings if isinstance(images, (list, tuple)) else embeddings[0]
 
     # -- transform --------------------------------------------------------------
-    def _input_kind(self, dataset: DataFrame) -> str:
-        if not self.isDefined(self.inputCol):
-            raise ValueError(
-                "ImageEmbedder: inputCol is not set. Pass inputCol='<column with image URLs, paths, bytes "
-                "or image structs>'."
-            )
-        name = self.getInputCol()
-        if name not in dataset.columns:
-            raise ValueError(
-                f"ImageEmbedder: input column {name!r} does not exist. Available columns: "
-                f"{', '.join(dataset.columns[:20])}{' ...' if len(dataset.columns) > 20 else ''}."
-            )
-        data_type = dataset.schema[name].dataType
-        if isinstance(data_type, StringType):
-            return SOURCE
-        if isinstance(data_type, BinaryType):
-            return BINARY
-        if isinstance(data_type, StructType) and set(IMAGE_STRUCT_FIELDS) <= set(data_type.names):
-            return IMAGE_STRUCT
-        raise TypeError(
-            f"ImageEmbedder: input column {name!r} has type {data_type.simpleString()}; expected string (URL "
-            "or path), binary (encoded image bytes) or the image struct of spark.read.format('image'). "
-            "ImageEmbedder reads images, not feature vectors."
-        )
-
-    def _check_output_columns(self, dataset: DataFrame) -> None:
-        outputs = [self.getOutputCol()] + ([self.getErrorCol()] if self.getErrorCol() else [])
-        if len(set(outputs)) != len(outputs):
-            raise ValueError(f"ImageEmbedder: outputCol and errorCol must differ; both are {outputs[0]!r}.")
-        for name in outputs:
-            if name in dataset.columns:
-                raise ValueError(
-                    f"ImageEmbedder: output column {name!r} already exists. Choose another outputCol/errorCol "
-                    "or drop the column first."
-                )
-
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        kind = self._input_kind(dataset)
-        self._check_output_columns(dataset)
+        stage = type(self).__name__
+        input_col = self.getInputCol() if self.isDefined(self.inputCol) else None
+        kind = image_input_kind(dataset, stage, input_col,
+                                hint="ImageEmbedder reads images, not feature vectors.")
+        error_col = self.getErrorCol()
+        check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
         model = self._load_model()
         spec = self._model_spec(model)
         output, size = self._model_output(model, spec)
@@ -358,7 +321,7 @@ class ImageEmbedder(
         out_col, error_col = self.getOutputCol(), self.getErrorCol()
 
         if features_format == VECTOR:
-            dataset = dataset.filter(_keeps_every_row(F.col(self.getInputCol()), kind))
+            dataset = dataset.filter(keeps_every_row(F.col(self.getInputCol()), kind))
         frame = dataset.withColumn(result_col, embed(F.col(self.getInputCol())))
         if task.images.handle_invalid == "skip":
             frame = frame.filter(F.col(result_col).getField("error").isNull())

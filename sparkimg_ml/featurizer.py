@@ -10,32 +10,17 @@ from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BinaryType, StringType, StructType
 
 from ._fetch_params import HasFetchParams
+from ._image_columns import check_output_columns, image_input_kind, keeps_every_row
 from ._image_params import HasImageParams
 from ._invalid_params import HasInvalidRowParams
 from ._output_params import HasOutputFormat
 from ._persistence import StageWritable
-from ._udf import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR, FeaturizeTask, make_spark_udf
+from ._udf import VECTOR, FeaturizeTask, make_spark_udf
 from .serving import preprocess_with
-
-
-def _keeps_every_row(image: Column, kind: str) -> Column:
-    """A filter condition that is true on every row, null images included.
-
-    Spark 4.3 feeds an Arrow UDF straight from a columnar child (a Parquet scan, a
-    cached table) when ``spark.sql.execution.arrow.pythonUDF.columnarInput.enabled``
-    is on, its default. That path cannot return a ``VectorUDT``
-    (``UNSUPPORTED_DATATYPE``) and, whatever the output type, turns every output
-    row back into columns, which costs about 2 CPU ms per 224x224 float image. A row-based Filter between the scan and
-    the UDF keeps the UDF on the row path. The optimizer cannot prove the condition
-    true, so it keeps the Filter; it reads only the length of the image column.
-    """
-    measured = image.getField("data") if kind == IMAGE_STRUCT else image
-    return F.coalesce(F.length(measured), F.lit(0)) >= 0
 
 
 class ImageUrlFeaturizer(
@@ -199,45 +184,12 @@ class ImageUrlFeaturizer(
         return preprocess_with(images, self._image_spec(), self._fetch_options(), self._output_dtype())
 
     # -- transform --------------------------------------------------------------
-    def _input_kind(self, dataset: DataFrame) -> str:
-        if not self.isDefined(self.inputCol):
-            raise ValueError(
-                "ImageUrlFeaturizer: inputCol is not set. Pass inputCol='<column with image URLs, "
-                "paths, bytes or image structs>'."
-            )
-        name = self.getInputCol()
-        if name not in dataset.columns:
-            raise ValueError(
-                f"ImageUrlFeaturizer: input column {name!r} does not exist. Available columns: "
-                f"{', '.join(dataset.columns[:20])}{' ...' if len(dataset.columns) > 20 else ''}."
-            )
-        data_type = dataset.schema[name].dataType
-        if isinstance(data_type, StringType):
-            return SOURCE
-        if isinstance(data_type, BinaryType):
-            return BINARY
-        if isinstance(data_type, StructType) and set(IMAGE_STRUCT_FIELDS) <= set(data_type.names):
-            return IMAGE_STRUCT
-        raise TypeError(
-            f"ImageUrlFeaturizer: input column {name!r} has type {data_type.simpleString()}; expected "
-            "string (URL or path), binary (encoded image bytes) or the image struct of "
-            "spark.read.format('image')."
-        )
-
-    def _check_output_columns(self, dataset: DataFrame) -> None:
-        outputs = [self.getOutputCol()] + ([self.getErrorCol()] if self.getErrorCol() else [])
-        if len(set(outputs)) != len(outputs):
-            raise ValueError(f"ImageUrlFeaturizer: outputCol and errorCol must differ; both are {outputs[0]!r}.")
-        for name in outputs:
-            if name in dataset.columns:
-                raise ValueError(
-                    f"ImageUrlFeaturizer: output column {name!r} already exists. Choose another "
-                    "outputCol/errorCol or drop the column first."
-                )
-
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        kind = self._input_kind(dataset)
-        self._check_output_columns(dataset)
+        stage = type(self).__name__
+        input_col = self.getInputCol() if self.isDefined(self.inputCol) else None
+        kind = image_input_kind(dataset, stage, input_col)
+        error_col = self.getErrorCol()
+        check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
         output_format = self.getOutputFormat()
         task = FeaturizeTask(
             spec=self._image_spec(), fetch=self._fetch_options(), input_kind=kind,
@@ -246,9 +198,9 @@ class ImageUrlFeaturizer(
         )
         featurize, features_format = make_spark_udf(task)
         result_col = f"__sparkimg_ml_{self.uid}"
-        out_col, error_col = self.getOutputCol(), self.getErrorCol()
+        out_col = self.getOutputCol()
 
-        dataset = dataset.filter(_keeps_every_row(F.col(self.getInputCol()), kind))
+        dataset = dataset.filter(keeps_every_row(F.col(self.getInputCol()), kind))
         frame = dataset.withColumn(result_col, featurize(F.col(self.getInputCol())))
         if task.handle_invalid == "skip":
             frame = frame.filter(F.col(result_col).getField("error").isNull())
