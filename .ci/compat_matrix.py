@@ -1,7 +1,7 @@
 """The compatibility matrix: the tests marked ``compat`` on other Sparks, Spark Connect and a cluster.
 
-    python tools/compat_matrix.py                   # every environment (what `make test-compat` runs)
-    python tools/compat_matrix.py py35 standalone   # some of them
+    python .ci/compat_matrix.py                   # every environment (what `make test-compat` runs)
+    python .ci/compat_matrix.py py35 standalone   # some of them
 
 Each environment runs ``pytest -m compat`` over the test files that hold such
 tests, in its own virtualenv under ``build/compat/<venv>``. A virtualenv is built
