@@ -14,6 +14,7 @@ ImageEmbedder
 """
 
 from ._version import __version__
+from .deploy import ship
 from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
@@ -24,5 +25,5 @@ from .serving import preprocess
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "preprocess", "show_images", "failure_report",
+    "ModelError", "preprocess", "show_images", "failure_report", "ship",
 ]

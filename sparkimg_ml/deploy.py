@@ -9,7 +9,7 @@ to the session's Python path: ``SparkContext.addPyFile`` on classic Spark,
 ``SparkSession.addArtifacts(..., pyfile=True)`` on Spark Connect.
 
 Only the package itself is shipped. Its dependencies (numpy, pandas, pyarrow,
-Pillow, requests) must be installed where the workers run; for clusters without
+Pillow, urllib3) must be installed where the workers run; for clusters without
 them, ship a packed virtual environment instead (see the README).
 """
 
