@@ -13,7 +13,7 @@ import torch
 import torch.distributed
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .training import TensorFiles
+from ._tensor_files import TensorFiles
 
 Batch = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 
