@@ -589,6 +589,7 @@ def failure_report(df: "DataFrame", error_col: str, source_col: Optional[str] = 
         rank = F.row_number().over(Window.partitionBy("reason").orderBy("source", "error"))
         picked = (df.where(error.isNotNull())
                   .select(code.alias("reason"), error.alias("error"), source.alias("source"))
+                  .distinct()  # a source that failed twice is one example, not two
                   .withColumn("rank", rank).where(F.col("rank") <= examples).collect())
         for row in sorted(picked, key=lambda r: r["rank"]):
             shown = redact_source(row["source"]) if source_col is not None else None

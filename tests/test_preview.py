@@ -268,6 +268,17 @@ def test_failure_report_counts_reasons_with_redacted_examples(spark):
     assert "<table" in report._repr_html_()
 
 
+def test_failure_report_shows_a_source_that_failed_twice_once(spark):
+    rows = [("https://h.example/a.png", "http_404: Not Found")] * 2 + [(None, "missing: null source")] * 2 \
+        + [("https://h.example/b.png", "http_404: Not Found")]
+    table = spark.createDataFrame(rows, "url string, image_error string")
+    report = failure_report(table, "image_error", source_col="url", examples=3)
+    assert report.counts() == {"http_404": 3, "missing": 2}
+    examples = {reason.reason: reason.examples for reason in report.reasons}
+    assert examples["http_404"] == (("https://h.example/a.png", "Not Found"), ("https://h.example/b.png", "Not Found"))
+    assert len(examples["missing"]) == 1
+
+
 def test_failure_report_of_a_clean_table(spark):
     table = spark.createDataFrame([("a", None)], "url string, image_error string")
     report = failure_report(table, "image_error")
