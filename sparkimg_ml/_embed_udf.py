@@ -34,6 +34,7 @@ from ._udf import (
     _vector_results_supported,
     decoded_blocks,
     output_arrow_type,
+    result_struct_type,
 )
 from .inference import LoadedModel, default_threads, load_model, run_batches
 from .tensors import TensorInfo
@@ -125,30 +126,13 @@ def make_embed_udf(task: EmbedTask, use_arrow_udf: Optional[bool] = None) -> Tup
     ``array<float>`` (which the stage turns into a Vector when asked for one).
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import (
-        ArrayType,
-        DataType,
-        FloatType,
-        StringType,
-        StructField,
-        StructType,
-    )
 
     if use_arrow_udf is None:
         use_arrow_udf = hasattr(F, "arrow_udf")
     wants_vector = task.images.features_format == VECTOR
     features_format = VECTOR if wants_vector and use_arrow_udf and _vector_results_supported() else ARRAY
     task = dataclasses.replace(task, images=dataclasses.replace(task.images, features_format=features_format))
-    if features_format == VECTOR:
-        from pyspark.ml.linalg import VectorUDT
-
-        features_type: DataType = VectorUDT()
-    else:
-        features_type = ArrayType(FloatType(), containsNull=False)
-    return_type = StructType([
-        StructField("features", features_type, nullable=True),
-        StructField("error", StringType(), nullable=True),
-    ])
+    return_type = result_struct_type(features_format)
 
     # The closures capture only ``task`` (plain values), never the stage itself.
     if use_arrow_udf:

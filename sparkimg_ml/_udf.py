@@ -374,6 +374,24 @@ def _vector_results_supported() -> bool:
     return (major, minor) >= (4, 3)
 
 
+def result_struct_type(features_format: str) -> Any:
+    """Spark type of a UDF result: ``struct<features: vector | array<float> | binary, error: string>``."""
+    from pyspark.sql.types import ArrayType, BinaryType, DataType, FloatType, StringType, StructField, StructType
+
+    if features_format == VECTOR:
+        from pyspark.ml.linalg import VectorUDT
+
+        features_type: DataType = VectorUDT()
+    elif features_format == UINT8:
+        features_type = BinaryType()
+    else:
+        features_type = ArrayType(FloatType(), containsNull=False)
+    return StructType([
+        StructField("features", features_type, nullable=True),
+        StructField("error", StringType(), nullable=True),
+    ])
+
+
 def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None) -> Tuple[Any, str]:
     """The vectorised UDF for ``task`` and the format of its ``features`` field.
 
@@ -385,7 +403,6 @@ def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None) ->
     need ``array_to_vector``.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, BinaryType, DataType, FloatType, StringType, StructField, StructType
 
     if use_arrow_udf is None:
         use_arrow_udf = hasattr(F, "arrow_udf")
@@ -393,18 +410,7 @@ def make_spark_udf(task: FeaturizeTask, use_arrow_udf: Optional[bool] = None) ->
     if features_format == VECTOR and not (use_arrow_udf and _vector_results_supported()):
         features_format = ARRAY
     task = dataclasses.replace(task, features_format=features_format)
-    if features_format == VECTOR:
-        from pyspark.ml.linalg import VectorUDT
-
-        features_type: DataType = VectorUDT()
-    elif features_format == UINT8:
-        features_type = BinaryType()
-    else:
-        features_type = ArrayType(FloatType(), containsNull=False)
-    return_type = StructType([
-        StructField("features", features_type, nullable=True),
-        StructField("error", StringType(), nullable=True),
-    ])
+    return_type = result_struct_type(features_format)
 
     # The closures capture only ``task`` (plain values), never the stage itself.
     if use_arrow_udf:
