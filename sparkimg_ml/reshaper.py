@@ -125,18 +125,43 @@ class ArrayOps(Protocol):
     def chunks(self, array: Any, length: Optional[Any] = None, count: Optional[Any] = None) -> Any:
         """``array`` cut into consecutive parts of ``length`` items, or into ``count`` equal parts.
 
-        A null array stays null; ``array`` is evaluated once.
+        A null array stays null. ``array`` is read once per part, so it should be a
+        value returned by :meth:`stored`.
         """
+
+    def stored(self, array: Any) -> Any:
+        """``array`` computed once, to be read many times (by ``chunks`` or a gather)."""
 
 
 class _SparkOps:
-    """:class:`ArrayOps` as Spark SQL expressions on ``array`` columns.
+    """:class:`ArrayOps` as Spark SQL expressions on ``array`` columns of ``frame``.
 
     With ``element_type`` (e.g. ``"float"``), every value read is cast to it.
+
+    :meth:`stored` adds a scratch column to ``frame`` (named ``<prefix><n>``) and
+    returns it. Lambdas then read columns, never another lambda's variable:
+    before 4.3, Spark canonicalises a lambda that reads an enclosing lambda's
+    variable into a dangling reference, and a Python UDF over such an expression
+    (``predict_batch_udf`` over a tensor) is left unextracted and fails with
+    "Cannot evaluate expression". A scratch column is also computed once per row,
+    where an expression read inside a lambda would be recomputed for each element.
     """
 
-    def __init__(self, element_type: Optional[str] = None) -> None:
+    def __init__(self, frame: DataFrame, prefix: str, element_type: Optional[str] = None) -> None:
+        self.frame = frame
+        self.prefix = prefix
         self.element_type = element_type
+        self.scratch: List[str] = []
+
+    def stored(self, array: Column) -> Column:
+        name = f"{self.prefix}{len(self.scratch)}"
+        self.frame = self.frame.withColumn(name, array)
+        self.scratch.append(name)
+        return F.col(name)
+
+    def finish(self, output: str, value: Column) -> DataFrame:
+        """``frame`` with ``value`` as column ``output`` and without the scratch columns."""
+        return self.frame.withColumn(output, value).drop(*self.scratch)
 
     def _values(self, array: Column) -> Column:
         return array.cast(f"array<{self.element_type}>") if self.element_type else array
@@ -164,26 +189,13 @@ class _SparkOps:
     def chunks(self, array: Column, length: Optional[Dim] = None, count: Optional[Dim] = None) -> Column:
         if (length is None) == (count is None):
             raise ValueError("chunks takes exactly one of length and count")
-
-        def split(values: Column) -> Column:
-            size = F.size(values)
-            part = length if length is not None else self.quotient(size, count)  # type: ignore[arg-type]
-            parts = count if count is not None else self.quotient(size, part)
-            cut = F.transform(F.sequence(F.lit(0), F.lit(parts - 1)),
-                              lambda i: F.slice(values, i * part + 1, part))
-            return F.when(values.isNotNull(), cut)
-
-        return _bind(array, split)
-
-
-def _bind(value: Column, body: Callable[[Column], Column]) -> Column:
-    """``body(value)`` with ``value`` computed once per row, however often ``body`` reads it.
-
-    Spark inlines an expression at every use: read inside a lambda, ``vector_to_array``
-    or ``flatten`` would run once per element. A one-element ``transform`` binds it
-    to a lambda variable instead.
-    """
-    return F.transform(F.array(value), body)[0]
+        # ``array`` must be a column of the frame, not an expression: the lambda reads it
+        # once per part, and an expression would be recomputed for each (see _Scratch).
+        size = F.size(array)
+        part = length if length is not None else self.quotient(size, count)  # type: ignore[arg-type]
+        parts = count if count is not None else self.quotient(size, part)
+        cut = F.transform(F.sequence(F.lit(0), F.lit(parts - 1)), lambda i: F.slice(array, i * part + 1, part))
+        return F.when(array.isNotNull(), cut)
 
 
 def permute(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int]) -> Any:
@@ -228,10 +240,10 @@ def permute(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int])
 def nest(ops: ArrayOps, flat: Any, dims: Sequence[Optional[int]]) -> Any:
     """Row-major ``flat`` as nested arrays of ``dims``, built from the innermost level outwards.
 
-    Each level cuts the previous one into consecutive parts, so no level runs inside
-    another's loop: Spark before 4.3 cannot evaluate a Python UDF whose argument
-    nests three or more lambda functions (``predict_batch_udf`` over a tensor).
-    One entry of ``dims`` may be None (inferred per row); its level is then cut by count.
+    Each level cuts the previous, stored one into consecutive parts, so no level
+    runs inside another's loop or reads another lambda's variable (see
+    :class:`_SparkOps`). One entry of ``dims`` may be None (inferred per row); its
+    level is then cut by count.
 
     Examples
     --------
@@ -240,6 +252,8 @@ def nest(ops: ArrayOps, flat: Any, dims: Sequence[Optional[int]]) -> Any:
     """
     nested = flat
     for level in range(len(dims) - 1, 0, -1):
+        if level < len(dims) - 1:
+            nested = ops.stored(nested)
         inner = dims[level]
         if inner is not None:
             nested = ops.chunks(nested, length=inner)
@@ -259,7 +273,9 @@ def gather(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int], 
     [0, 3, 1, 4, 2, 5]
     """
     values = permute(ops, flat, shape, axes)
-    return nest(ops, values, [shape[axis] for axis in axes]) if nested and len(shape) > 1 else values
+    if not nested or len(shape) < 2:
+        return values
+    return nest(ops, ops.stored(values), [shape[axis] for axis in axes])
 
 
 class ListOps:
@@ -288,6 +304,9 @@ class ListOps:
 
     def quotient(self, value: int, divisor: int) -> int:
         return value // divisor
+
+    def stored(self, array: List[Any]) -> List[Any]:
+        return array
 
     def chunks(self, array: Optional[List[Any]], length: Optional[int] = None,
                count: Optional[int] = None) -> Optional[List[List[Any]]]:
@@ -535,7 +554,6 @@ class TensorReshaper(
         if array_dtype == "uint8":
             # Raw pixels: decoded and normalised as the metadata records, the featurizer's float32 values.
             dtype, flat = "float32", _pixel_values(F.col(name), name, in_tensor)
-            count = F.length(F.col(name))
         elif array_dtype is None:
             # A Vector stores doubles, but its metadata may say they are float32 values (the
             # featurizer's); float arrays then hold them exactly at half the size.
@@ -546,20 +564,20 @@ class TensorReshaper(
             narrow = dtype == "float32" and output_type != "vector"
             # vector_to_array (like array_to_vector) fails on null rows instead of passing them on.
             flat = F.when(F.col(name).isNotNull(), vector_to_array(F.col(name)))
-            count = F.size(flat)
         else:
             dtype, flat = array_dtype, F.col(name)
             for _ in range(depth - 1):
                 flat = F.flatten(flat)
-            count = F.size(flat)
 
+        ops = _SparkOps(dataset, _scratch_prefix(dataset, self.uid), "float" if narrow else None)
+        if array_dtype is None or array_dtype == "uint8" or depth > 1:
+            flat = ops.stored(flat)  # converted once per row, then read by the gather
         if handle_invalid == "skip":
-            dataset = dataset.filter(F.col(name).isNull() | _fits(count, shape))
-        result = _reshape_column(flat, name, shape, axes, output_type, fail=handle_invalid == "error",
-                                 element_type="float" if narrow else None)
+            ops.frame = ops.frame.filter(flat.isNull() | _fits(F.size(flat), shape))
+        result = _reshape_column(ops, flat, name, shape, axes, output_type, fail=handle_invalid == "error")
         metadata = output_metadata(in_tensor, in_shape, shape, axes, dtype, output_type)
         # withMetadata (not alias(metadata=)) keeps the metadata on Spark Connect too.
-        return dataset.withColumn(out_name, result).withMetadata(out_name, metadata)
+        return ops.finish(out_name, result).withMetadata(out_name, metadata)
 
 
 def resolve_shape(
@@ -702,20 +720,22 @@ def _fits(size: Column, shape: List[int]) -> Column:
     return (size > 0) & (size % known == 0) if -1 in shape else size == known
 
 
+def _scratch_prefix(dataset: DataFrame, uid: str) -> str:
+    """A prefix for scratch column names that no column of ``dataset`` starts with."""
+    prefix = f"__{uid}_scratch"
+    while any(column.startswith(prefix) for column in dataset.columns):
+        prefix += "_"
+    return prefix
+
+
 def _reshape_column(
-    flat: Column, name: str, shape: List[int], axes: List[int], output_type: str, fail: bool,
-    element_type: Optional[str] = None,
+    ops: _SparkOps, flat: Column, name: str, shape: List[int], axes: List[int], output_type: str, fail: bool,
 ) -> Column:
-    """The output column: ``flat`` reshaped, transposed and put in ``output_type`` form.
+    """The output column: ``flat`` (a column of ``ops.frame``) reshaped, transposed, in ``output_type`` form.
 
-    Rows that do not fit raise (``fail``) or become null; null rows stay null. With
-    ``element_type``, the values are cast to it.
-
-    No lambda function runs inside another's loop more than one level deep (see
-    :func:`nest`), so ``predict_batch_udf`` and other Python UDFs can read the
-    output on every supported Spark version.
+    Rows that do not fit raise (``fail``) or become null; null rows stay null.
+    Nested outputs store their levels in scratch columns of ``ops.frame``.
     """
-    ops = _SparkOps(element_type)
     known = _product([s for s in shape if s != -1])
     need = f"a positive multiple of {known} values" if -1 in shape else f"{known}"
     message_head = f"TensorReshaper: a row of column {name!r} has "
@@ -723,25 +743,16 @@ def _reshape_column(
         f" values but shape {shape} needs {need}. Fix the data, or set handleInvalid='skip' "
         "(drop such rows) or 'keep' (null output)."
     )
-    nested = output_type == "nested" and len(shape) > 1
-
-    def checked(values: Column) -> Column:
-        count = F.size(values)
-        dims: List[Dim] = [ops.quotient(count, known) if s == -1 else s for s in shape]
-        tensor = permute(ops, values, dims, axes)
-        if output_type == "vector":
-            tensor = array_to_vector(tensor)
-        invalid = (
-            F.raise_error(F.concat(F.lit(message_head), count.cast("string"), F.lit(message_tail)))
-            if fail else F.lit(None)
-        )
-        return F.when(values.isNull(), F.lit(None)).when(_fits(count, shape), tensor).otherwise(invalid)
-
-    # Binding the flat values to a lambda variable converts each row once: referenced directly
-    # inside the gather's lambda, vector_to_array, flatten or the bytes' decoding would run once
-    # per element. Null rows are tested inside, on the variable: a CASE WHEN around the bound
-    # expression keeps Spark 3.5-4.2 from evaluating a Python UDF over the output.
-    result = _bind(flat, checked)
-    if nested:
-        result = nest(ops, result, [None if shape[axis] == -1 else shape[axis] for axis in axes])
+    count = F.size(flat)
+    dims: List[Dim] = [ops.quotient(count, known) if s == -1 else s for s in shape]
+    tensor = permute(ops, flat, dims, axes)
+    if output_type == "vector":
+        tensor = array_to_vector(tensor)
+    invalid = (
+        F.raise_error(F.concat(F.lit(message_head), count.cast("string"), F.lit(message_tail)))
+        if fail else F.lit(None)
+    )
+    result = F.when(flat.isNull(), F.lit(None)).when(_fits(count, shape), tensor).otherwise(invalid)
+    if output_type == "nested" and len(shape) > 1:
+        result = nest(ops, ops.stored(result), [None if shape[axis] == -1 else shape[axis] for axis in axes])
     return result
