@@ -71,6 +71,30 @@ def positive_float(name: str, allow_zero: bool = False) -> Callable[[Any], float
     return convert
 
 
+def off_or_at_least(name: str, minimum: float) -> Callable[[Any], float]:
+    """A converter for ``0`` (off) or a finite float ``>= minimum``.
+
+    Examples
+    --------
+    >>> off_or_at_least("reducingGap", 2.0)(3)
+    3.0
+    >>> off_or_at_least("reducingGap", 2.0)(1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: reducingGap must be 0 (off) or a finite number >= 2.0; got 1.5.
+    """
+
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not TypeConverters._is_numeric(value):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+        number = float(value)
+        if not (number == 0 or minimum <= number < float("inf")):
+            raise ValueError(f"{name} must be 0 (off) or a finite number >= {minimum}; got {value!r}.")
+        return number
+
+    return convert
+
+
 def int_list(name: str, length: int, minimum: int = 1) -> Callable[[Any], list]:
     """A converter for a list of ``length`` integers each ``>= minimum`` (JSON-native list).
 

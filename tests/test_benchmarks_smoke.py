@@ -70,6 +70,25 @@ def test_benchmark_module_examples_run(module) -> None:
     assert attempted > 0 and failures == 0
 
 
+def test_decode_bench_measures_every_variant_and_restores_the_image_layer() -> None:
+    from benchmarks import bench_decode
+    from sparkimg_ml.image_ops import preprocess, render
+
+    yy, xx = np.mgrid[:480, :640]
+    photo = Image.fromarray(np.stack([xx % 256, yy % 256, (xx * yy) % 256], axis=2).astype(np.uint8))
+    images = []
+    for kind, fmt in (("jpeg", "JPEG"), ("png", "PNG")):
+        buffer = io.BytesIO()
+        photo.save(buffer, fmt)
+        images.append((kind, buffer.getvalue()))
+    results = bench_decode.measure(images, 16, repeats=1)
+    assert list(results) == [v.name for v in bench_decode.VARIANTS]
+    assert results["exact"]["max_err"] == 0 and results[bench_decode.BASELINE]["ratio_all"] == 1.0
+    assert results["draft m2"]["changed"] > 0 and results["draft m3 + gap 2"]["changed"] == 1.0
+    assert render.REDUCED_DECODE_MARGIN == 3 and preprocess._draft is render._draft
+    assert "draft m3 + gap 2" in bench_decode.format_table(16, results)
+
+
 def test_corpus_is_deterministic_and_seed_dependent(tmp_path: Path) -> None:
     first = build_corpus(TINY, tmp_path / "a")
     again = build_corpus(TINY, tmp_path / "b")

@@ -49,6 +49,7 @@ def test_every_featurizer_param_is_an_option(tmp_path):
     (["--color-mode", "CMYK"], ["--color-mode", "colorMode must be one of"]),
     (["--size", "0", "32"], ["--image-size", "imageSize"]),
     (["--exif-transpose", "maybe"], ["--exif-transpose", "expected true or false"]),
+    (["--reducing-gap", "1.5"], ["--reducing-gap", "reducingGap must be 0 (off) or a finite number >= 2.0"]),
     (["--headers", "{not json"], ["--headers", "expected a JSON object"]),
     (["--mean", "imagenet", "0.5"], ["--mean", "expected numbers or one preset"]),
     (["--bogus", "1"], ["unrecognized arguments: --bogus"]),

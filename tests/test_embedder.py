@@ -180,6 +180,9 @@ def test_bad_configuration_fails_at_construction():
         ImageEmbedder(batchSize=0)
     with pytest.raises(ValueError, match="outputType must be one of 'vector', 'array'"):
         ImageEmbedder(outputType="tensor")
+    with pytest.raises(ValueError, match="reducingGap must be 0 \\(off\\) or a finite number >= 2"):
+        ImageEmbedder(reducingGap=1.5)
+    assert ImageEmbedder(reducingGap=2).getReducingGap() == 2.0
 
 
 def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos, models, tmp_path):

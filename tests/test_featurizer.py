@@ -184,6 +184,8 @@ def test_pandas_udf_fallback_gives_the_same_vectors(spark, images, monkeypatch):
         ({"scale": -1.0}, ValueError, "scale"),
         ({"concurrency": 0}, ValueError, "concurrency"),
         ({"timeout": 0}, ValueError, "timeout"),
+        ({"reducingGap": 1.0}, ValueError, "reducingGap must be 0 (off) or a finite number >= 2.0"),
+        ({"reducingGap": "fast"}, TypeError, "reducingGap"),
     ],
 )
 def test_featurizer_rejects_bad_params_at_construction(kwargs, error, words):

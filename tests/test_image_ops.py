@@ -47,6 +47,11 @@ from sparkimg_ml.image_ops import (
 REDUCED_DECODE_PHOTO_MAX_ERROR = 12 / 255
 REDUCED_DECODE_MAX_ERROR = 20 / 255
 REDUCED_DECODE_MEAN_ERROR = 1 / 255
+#: The documented bounds with reducingGap >= 2 (reduced decode on or off), against the exact mode.
+REDUCING_GAP_PHOTO_MAX_ERROR = 21 / 255
+REDUCING_GAP_MAX_ERROR = 24 / 255
+REDUCING_GAP_PHOTO_MEAN_ERROR = 1.5 / 255
+REDUCING_GAP_MEAN_ERROR = 3 / 255
 
 
 class _Stage(HasImageParams):
@@ -187,10 +192,24 @@ def test_reduced_decode_off_reproduces_plain_pillow_recipe(photos):
     for name in ("photo0", "photo1", "photo_large"):
         data = photos[name]
         for height, width in ((32, 32), (224, 224), (48, 80)):
-            spec = ImageSpec(height, width, reduced_decode=False)
+            spec = ImageSpec(height, width, reduced_decode=False, reducing_gap=0)
             recipe = Image.open(io.BytesIO(data)).convert("RGB").resize((width, height), Image.BICUBIC)
             expected = np.asarray(recipe, dtype=np.float32).reshape(-1) * np.float32(1 / 255)
             np.testing.assert_array_equal(preprocess_bytes(data, spec), expected, err_msg=f"{name} {height}x{width}")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_reducing_gap_without_reduced_decode_is_pillows_reducing_gap_resize(photos, fmt):
+    for name in ("photo0", "photo_large"):
+        data = photos[name] if fmt == "JPEG" else encode(Image.open(io.BytesIO(photos[name])))
+        for height, width in ((32, 32), (224, 224), (48, 80)):
+            for gap in (2.0, 3.0):
+                spec = ImageSpec(height, width, reduced_decode=False, reducing_gap=gap)
+                recipe = Image.open(io.BytesIO(data)).convert("RGB").resize((width, height), Image.BICUBIC,
+                                                                           reducing_gap=gap)
+                expected = np.asarray(recipe, dtype=np.float32).reshape(-1) * np.float32(1 / 255)
+                np.testing.assert_array_equal(preprocess_bytes(data, spec), expected,
+                                              err_msg=f"{name} {height}x{width} gap {gap}")
 
 
 @pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "lanczos", "hamming"])
@@ -210,11 +229,34 @@ def test_reduced_decode_moves_values_within_documented_bound(photos, interpolati
     assert engaged >= 12  # the reduced decode really ran for most of these
 
 
+@pytest.mark.parametrize("reduced_decode", [True, False])
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "lanczos", "hamming"])
+def test_reducing_gap_moves_values_within_documented_bound(photos, interpolation, reduced_decode):
+    engaged = 0
+    for name, data in photos.items():
+        photo = name.startswith("photo")
+        bound = REDUCING_GAP_PHOTO_MAX_ERROR if photo else REDUCING_GAP_MAX_ERROR
+        mean_bound = REDUCING_GAP_PHOTO_MEAN_ERROR if photo else REDUCING_GAP_MEAN_ERROR
+        for size in (16, 32, 64, 224) if interpolation == "bicubic" else (16, 64):
+            for mode in ("stretch", "crop", "pad"):
+                spec = ImageSpec(size, size, resize_mode=mode, interpolation=interpolation)
+                exact = preprocess_bytes(data, spec.replace(reduced_decode=False))
+                for gap in (2.0, 3.0):
+                    fast = preprocess_bytes(data, spec.replace(reduced_decode=reduced_decode, reducing_gap=gap))
+                    error = np.abs(fast - exact)
+                    assert error.max() <= bound + 1e-6, (name, size, mode, gap, error.max() * 255)
+                    assert error.mean() <= mean_bound, (name, size, mode, gap, error.mean() * 255)
+                    engaged += not np.array_equal(fast, exact)
+    assert engaged >= 24  # the reduction really ran for most of these
+
+
 @pytest.mark.parametrize("interpolation", ["nearest", "box"])
 def test_footprint_filters_always_decode_at_full_size(photos, interpolation):
     spec = ImageSpec(16, 16, interpolation=interpolation)
     data = photos["photo_large"]
     np.testing.assert_array_equal(preprocess_bytes(data, spec), preprocess_bytes(data, spec.replace(reduced_decode=False)))
+    # ... and resample every source pixel: reducingGap does not apply to them either.
+    np.testing.assert_array_equal(preprocess_bytes(data, spec.replace(reducing_gap=2.0)), preprocess_bytes(data, spec))
 
 
 @pytest.mark.parametrize(("orientation", "resize_mode"), [(o, "crop") for o in range(1, 9)] + [
@@ -230,6 +272,20 @@ def test_reduced_decode_keeps_geometry_of_rotated_photos(photos, orientation, re
     assert not np.array_equal(fast, full)
     # A misplaced box (e.g. the partial last block on the wrong side) shows up as 30/255 and more.
     assert np.abs(fast - full).max() <= REDUCED_DECODE_PHOTO_MAX_ERROR + 1e-6
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_reducing_gap_keeps_geometry_of_rotated_photos(photos, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    photo = Image.open(io.BytesIO(photos["photo_large"])).crop((0, 0, 2395, 1597))  # not a multiple of 8
+    data = encode(photo, "JPEG", quality=90, exif=exif.tobytes())
+    spec = ImageSpec(40, 64, resize_mode="crop", reduced_decode=False)
+    for changes in ({"reducing_gap": 2.0}, {"reducing_gap": 2.0, "reduced_decode": True}):
+        fast = preprocess_bytes(data, spec.replace(**changes))
+        full = preprocess_bytes(data, spec)
+        assert not np.array_equal(fast, full)
+        assert np.abs(fast - full).max() <= REDUCING_GAP_PHOTO_MAX_ERROR + 1e-6, changes
 
 
 # --------------------------------------------------------------------------- channels, normalisation, layout
@@ -451,7 +507,7 @@ def test_spec_is_picklable_hashable_and_metadata_is_json():
     assert json.loads(json.dumps(meta)) == meta
     assert meta["shape"] == [3, 10, 12] and meta["channelOrder"] == "BGR" and meta["dtype"] == "float32"
     for key in ("scale", "mean", "std", "resizeMode", "interpolation", "padColor", "background",
-                "exifTranspose", "reducedDecode", "maxPixels"):
+                "exifTranspose", "reducedDecode", "reducingGap", "maxPixels"):
         assert key in meta
     assert meta["mean"] == pytest.approx(IMAGENET_MEAN[::-1])
 
@@ -465,6 +521,10 @@ def test_spec_is_picklable_hashable_and_metadata_is_json():
     ({"std": (0.0,)}, "std values must be > 0"),
     ({"pad_color": (0, 0, 300)}, "pad_color"),
     ({"scale": float("nan")}, "scale"),
+    ({"reducing_gap": 1.5}, "reducing_gap must be 0"),
+    ({"reducing_gap": -2}, "reducing_gap must be 0"),
+    ({"reducing_gap": float("inf")}, "reducing_gap must be 0"),
+    ({"reducing_gap": "2"}, "reducing_gap must be 0"),
 ])
 def test_spec_rejects_bad_values_naming_the_field(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -482,11 +542,12 @@ def test_params_defaults_are_json_native_and_build_the_default_spec():
 def test_params_round_trip_to_spec_and_keep_presets_by_name():
     stage = (_Stage().setImageSize([24, 16]).setColorMode("BGR").setScale(1.0).setResizeMode("CROP")
              .setInterpolation("Lanczos").setPadColor((1, 2, 3)).setBackground([4, 5, 6]).setMean("ImageNet")
-             .setStd([2.0]).setLayout("chw").setExifTranspose(False).setReducedDecode(False).setMaxPixels(1000))
+             .setStd([2.0]).setLayout("chw").setExifTranspose(False).setReducedDecode(False).setMaxPixels(1000)
+             .setReducingGap(3))
     assert stage.getMean() == "imagenet" and stage.getPadColor() == [1, 2, 3] and stage.getLayout() == "CHW"
     spec = stage._image_spec()
     assert spec == ImageSpec(24, 16, "BGR", 1.0, "crop", "lanczos", (1, 2, 3), (4, 5, 6), "imagenet", (2.0,),
-                             "CHW", False, False, 1000)
+                             "CHW", False, False, 1000, reducing_gap=3.0)
     assert spec.mean == pytest.approx([255 * m for m in IMAGENET_MEAN[::-1]])
 
 
@@ -496,6 +557,8 @@ def test_params_round_trip_to_spec_and_keep_presets_by_name():
     ("mean", "cifar", ValueError), ("mean", [1, 2], ValueError), ("std", [0.0], ValueError),
     ("std", [float("inf")], ValueError), ("exifTranspose", 1, TypeError), ("reducedDecode", "yes", TypeError),
     ("maxPixels", 0, ValueError), ("maxPixels", 1.5, TypeError), ("colorMode", "rgb", ValueError),
+    ("reducingGap", 1.0, ValueError), ("reducingGap", -2.0, ValueError), ("reducingGap", float("nan"), ValueError),
+    ("reducingGap", float("inf"), ValueError), ("reducingGap", "2", TypeError), ("reducingGap", True, TypeError),
 ])
 def test_params_reject_bad_values_naming_the_param(name, value, error):
     with pytest.raises(error, match=name):
@@ -832,6 +895,14 @@ def test_color_profile_is_a_param_recorded_in_the_metadata():
         _Stage().setColorProfile("display-p3")
     with pytest.raises(ValueError, match="color_profile"):
         ImageSpec(color_profile="adobe")
+
+
+def test_reducing_gap_is_a_param_recorded_in_the_metadata():
+    stage = _Stage().setReducingGap(2)
+    assert stage.getReducingGap() == 2.0 and isinstance(stage.getReducingGap(), float)
+    assert stage._image_spec().reducing_gap == 2.0 and stage._image_spec().metadata()["reducingGap"] == 2.0
+    assert _Stage().getReducingGap() == 0.0 and ImageSpec().metadata()["reducingGap"] == 0.0
+    assert _Stage().setReducingGap(0)._image_spec() == ImageSpec()
 
 
 def test_optional_decoders_load_only_when_an_image_needs_them():

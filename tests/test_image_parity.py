@@ -27,7 +27,7 @@ PARAM_SETS: list[dict[str, Any]] = [
      "mean": "imagenet", "std": "imagenet", "background": [0, 0, 255]},
     {"imageSize": [8, 8], "colorMode": "RGBA", "resizeMode": "pad", "padColor": [10, 20, 30],
      "interpolation": "bilinear", "reducedDecode": False, "exifTranspose": False, "scale": 1.0, "mean": [0.5],
-     "std": [2.0, 2.0, 2.0, 4.0], "colorProfile": "srgb"},
+     "std": [2.0, 2.0, 2.0, 4.0], "colorProfile": "srgb", "reducingGap": 2.0},
 ]
 
 

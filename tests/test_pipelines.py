@@ -118,7 +118,8 @@ def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, d
 @pytest.mark.compat
 def test_stage_and_unfitted_pipeline_round_trip_every_param(spark, tmp_path):
     featurizer = ImageUrlFeaturizer(inputCol="u", outputCol="v", errorCol="e", handleInvalid="keep",
-                                    imageSize=[7, 9], colorMode="L", scale=0.5, concurrency=4, timeout=3.0)
+                                    imageSize=[7, 9], colorMode="L", scale=0.5, concurrency=4, timeout=3.0,
+                                    reducingGap=3.0)
     featurizer.save(str(tmp_path / "stage"))
     loaded = ImageUrlFeaturizer.load(str(tmp_path / "stage"))
     assert loaded.uid == featurizer.uid
@@ -127,6 +128,7 @@ def test_stage_and_unfitted_pipeline_round_trip_every_param(spark, tmp_path):
     Pipeline(stages=[featurizer, PCA(k=2, inputCol="v")]).write().overwrite().save(str(tmp_path / "pipe"))
     stages = Pipeline.load(str(tmp_path / "pipe")).getStages()
     assert stages[0].getImageSize() == [7, 9] and stages[0].getErrorCol() == "e"
+    assert stages[0].getReducingGap() == 3.0 and stages[0]._image_spec().metadata()["reducingGap"] == 3.0
 
 
 @pytest.mark.compat

@@ -22,7 +22,8 @@ The pipeline for one image is
    float pixels are mapped to the 8-bit range *without* rounding or clipping
    away their precision;
 5. **resize** to ``(height, width)`` by ``resize_mode`` (``stretch``, ``crop``
-   or ``pad``) with ``interpolation``, clamped to the nominal range for every bit depth;
+   or ``pad``) with ``interpolation`` (after a box-average reduction when
+   ``reducing_gap`` is set), clamped to the nominal range for every bit depth;
 6. **normalise** each value as ``(pixel * scale - mean[c]) / std[c]`` where
    ``pixel`` is on the 8-bit scale [0, 255], and write it in ``layout`` order
    straight into the caller's buffer.
@@ -51,6 +52,7 @@ from .spec import (  # noqa: F401 - every name stays importable from sparkimg_ml
     ImageSpec,
     INTERPOLATIONS,
     LAYOUTS,
+    MIN_REDUCING_GAP,
     PRESETS,
     RESIZE_MODES,
     _CHANNELS,
@@ -127,6 +129,7 @@ __all__ = [
     "INTERPOLATIONS",
     "ImageSpec",
     "LAYOUTS",
+    "MIN_REDUCING_GAP",
     "OUTPUT_DTYPES",
     "PRESETS",
     "REDUCED_DECODE_MARGIN",

@@ -38,9 +38,9 @@ class _FloatPlanes:
         self.size = planes[0].size
 
     def resize(self, size: tuple[int, int], resample: Image.Resampling,
-               box: tuple[float, float, float, float]) -> np.ndarray:
+               box: tuple[float, float, float, float], reducing_gap: float | None = None) -> np.ndarray:
         def resized(plane: Image.Image) -> np.ndarray:
-            return np.clip(np.asarray(plane.resize(size, resample, box=box)), 0.0, 255.0)
+            return np.clip(np.asarray(plane.resize(size, resample, box=box, reducing_gap=reducing_gap)), 0.0, 255.0)
 
         if self.alpha is None:
             values = [resized(plane) for plane in self.planes]

@@ -197,7 +197,9 @@ def _render(image: Image.Image, orientation: int, spec: ImageSpec, out: np.ndarr
         shift_y = working.size[1] - height / reduction if flip_y else 0.0
         left, top, right, bottom = (v / reduction for v in box)
         box = (left + shift_x, top + shift_y, right + shift_x, bottom + shift_y)
-    resized = working.resize(placement.size, _FILTERS[spec.interpolation], box=box)
+    # A box-average ``reduce`` first, as Pillow does it: ``None`` (off) is Pillow's plain resize.
+    gap = spec.reducing_gap if spec.reducing_gap and spec.interpolation in _REDUCIBLE_FILTERS else None
+    resized = working.resize(placement.size, _FILTERS[spec.interpolation], box=box, reducing_gap=gap)
     buffer = _output_buffer(spec, out)
     _write(np.asarray(resized), placement, spec, buffer)
     return buffer
