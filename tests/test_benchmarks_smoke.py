@@ -6,6 +6,7 @@ import doctest
 import http.client
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -183,3 +184,23 @@ def test_measurement_leaves_out_excluded_processes() -> None:
     finally:
         child.kill()
     assert measured.sample.cpu_s["driver"] < 0.3
+
+
+def test_jvm_profile_groups_stacks_by_their_first_known_frame_and_threads_by_name() -> None:
+    from benchmarks import profile_jvm
+
+    arrow_read = ["org.apache.spark.sql.vectorized.ColumnarBatchRow.getDouble",
+                  "org.apache.spark.sql.catalyst.expressions.GeneratedClass$SpecificUnsafeProjection.apply"]
+    assert profile_jvm.group_of(arrow_read).startswith("Python results -> rows")
+    assert profile_jvm.group_of(arrow_read[1:]) == "generated projections / UnsafeRow copies"
+    assert profile_jvm.group_of(["org.apache.parquet.column.impl.ColumnReaderBase.readValue"]).startswith("Parquet")
+    assert profile_jvm.group_of(["java.lang.Object.wait"]) == profile_jvm.OTHER
+
+    # this process's own threads: a busy thread's CPU is counted, under "other JVM threads"
+    before = profile_jvm.thread_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    after = profile_jvm.thread_cpu_seconds(os.getpid())
+    after.subtract(before)
+    assert set(after) == {"other JVM threads"} and after["other JVM threads"] >= 0.2
