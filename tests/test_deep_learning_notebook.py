@@ -12,10 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
+from notebook_runner import execute
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "deep_learning.ipynb"
 SCORER = Path(__file__).with_name("score_saved_pipeline.py")
@@ -25,14 +24,7 @@ SCORER = Path(__file__).with_name("score_saved_pipeline.py")
 def executed(tmp_path_factory):
     """``(printed text, output directory)`` of one run of the notebook in a fresh directory."""
     workdir = tmp_path_factory.mktemp("deep_learning")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(workdir)}}).execute()
-    printed = "".join(
-        output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-    )
-    return printed, workdir / "deep_learning_output"
+    return execute(NOTEBOOK, workdir), workdir / "deep_learning_output"
 
 
 def test_cnn_trained_with_torch_distributor_reaches_098_held_out_accuracy(executed):
