@@ -28,11 +28,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DataType, DoubleType, FloatType
 
 from . import _converters as conv
+from ._invalid_params import HANDLE_INVALID_OPTIONS
 from ._persistence import StageWritable
 from .tensors import TensorInfo, normalisation
 
 OUTPUT_TYPES = ("nested", "array", "vector")
-HANDLE_INVALID_OPTIONS = ("error", "skip", "keep")
 #: Key of the tensor description in column metadata (shared with ImageUrlFeaturizer).
 TENSOR_METADATA_KEY = "tensor"
 
