@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -98,8 +97,7 @@ THREAD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("executor tasks", ("Executor task",)),
     ("JIT compilers", ("C1 CompilerThre", "C2 CompilerThre")),
     ("garbage collector", ("GC Thread", "G1 ", "VM Thread")),
-    ("Python runner I/O", ("stdout writer", "stdin writer", "Worker Monitor", "writer for pyt")),
-)
+)  # Spark 4 feeds Python workers from the task thread itself: its I/O counts under "executor tasks".
 
 
 def thread_cpu_seconds(pid: int) -> Counter:
@@ -121,18 +119,11 @@ def run(args: argparse.Namespace, recording: Path) -> Counter:
     """Record the featurizer's runs; returns the JVM threads' CPU seconds spent in them, by group."""
     from benchmarks.contenders import featurizer
     from benchmarks.corpus import DEFAULT_CACHE_DIR, CorpusSpec, build_corpus
-    from benchmarks.run import SPARK_CONF
+    from benchmarks.run import start_spark
 
     corpus = build_corpus(CorpusSpec(images=args.images), DEFAULT_CACHE_DIR)
-    os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder.master("local[2]").appName("profile_jvm")
-    for key, value in SPARK_CONF.items():
-        builder = builder.config(key, value)
-    builder = builder.config("spark.driver.extraJavaOptions",
-                             "-XX:StartFlightRecording=name=featurizer,settings=profile")
-    spark = builder.getOrCreate()
+    spark = start_spark("profile_jvm", {
+        "spark.driver.extraJavaOptions": "-XX:StartFlightRecording=name=featurizer,settings=profile"})
     try:
         table = spark.read.parquet(str(corpus.table))
         stage = featurizer("path", args.size, args.size, outputFormat=args.output_format)

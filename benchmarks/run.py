@@ -167,7 +167,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def start_spark(app: str):
+def start_spark(app: str, extra_conf: dict[str, str] | None = None):
     # Spark's Python workers must run this interpreter and import this checkout (the
     # row UDF lives in ``benchmarks``); local workers inherit the JVM's environment.
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -179,7 +179,7 @@ def start_spark(app: str):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master("local[2]").appName(app)
-    for key, value in SPARK_CONF.items():
+    for key, value in {**SPARK_CONF, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
