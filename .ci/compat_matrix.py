@@ -46,7 +46,7 @@ BUILD = REPO / "build" / "compat"
 #: What the tests need besides the package's own requirements.
 TEST_REQUIREMENTS = ("pytest>=7.4", "hypothesis>=6.80", "scikit-learn>=1.3", "psutil>=5.9")
 #: The test file whose compat run writes the TensorReshaper digest.
-DIGEST_TEST = "tests/test_reshaper_compat.py"
+DIGEST_TEST = "tests/compat/test_reshaper_compat.py"
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def build_venv(venv: Venv) -> Tuple[Path, float]:
 
 def compat_test_files() -> List[str]:
     """Test files holding at least one ``compat``-marked test."""
-    return sorted(str(path.relative_to(REPO)) for path in (REPO / "tests").glob("test_*.py")
+    return sorted(str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("test_*.py")
                   if "pytest.mark.compat" in path.read_text())
 
 

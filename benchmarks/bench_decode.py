@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from sparkimg_ml.image_ops import ImageSpec, preprocess_bytes
-from sparkimg_ml.image_ops import preprocess as _preprocess
-from sparkimg_ml.image_ops import render as _render_module
+from sparkimg_ml.image import ImageSpec, preprocess_bytes
+from sparkimg_ml.image import preprocess as _preprocess
+from sparkimg_ml.image import render as _render_module
 
 from .corpus import CorpusSpec, build_corpus
 

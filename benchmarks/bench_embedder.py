@@ -127,7 +127,7 @@ def _embedder(model: Path) -> Any:
     from sparkimg_ml import ImageEmbedder
 
     return ImageEmbedder(inputCol="path", modelUri=str(model), outputNode="features", mean="imagenet",
-                         std="imagenet", outputType="array")
+                         std="imagenet", outputFormat="array")
 
 
 def _pandas_udf(frame: Any, model: Path) -> Any:
@@ -159,8 +159,8 @@ def _pandas_udf(frame: Any, model: Path) -> Any:
 def _ceiling(paths: List[str], model: Path, batch_size: int = 64) -> np.ndarray:
     """The stage's own decode on a two-thread pool, the same model in one two-thread session."""
     from sparkimg_ml.fetch import Fetcher
-    from sparkimg_ml.image_ops import preprocess_bytes
-    from sparkimg_ml.inference import load_model, run_batches
+    from sparkimg_ml.image import preprocess_bytes
+    from sparkimg_ml.model.onnx import load_model, run_batches
 
     stage = _embedder(model)
     spec = stage._model_spec(stage._load_model())

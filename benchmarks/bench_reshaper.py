@@ -114,7 +114,7 @@ def _contenders(source: Any, output_type: str) -> Dict[str, Any]:
 
     return_type = {"nested": ArrayType(ArrayType(ArrayType(FloatType()))), "array": ArrayType(FloatType()),
                    "vector": VectorUDT()}[output_type]
-    reshaper = TensorReshaper(inputCol="features", outputCol="tensor", axes=AXES, outputType=output_type)
+    reshaper = TensorReshaper(inputCol="features", outputCol="tensor", axes=AXES, outputFormat=output_type)
     return {
         "TensorReshaper": reshaper.transform(source).select("id", "tensor"),
         "Python UDF (Arrow)": source.select("id", F.udf(to_chw, return_type, useArrow=True)("features")

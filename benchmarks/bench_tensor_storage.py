@@ -50,7 +50,7 @@ def as_float(ids: pa.Array) -> pa.Array:
 
 
 def as_vector(ids: pa.Array) -> pa.Array:
-    from sparkimg_ml._udf import _features_array
+    from sparkimg_ml.engine.arrow import features_array as _features_array
 
     block = _block(len(ids)).astype(np.float64)
     return _features_array(block, np.zeros(len(ids), bool), "vector")

@@ -31,7 +31,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparkimg_ml import ImageUrlFeaturizer
-from sparkimg_ml import _png
+from sparkimg_ml.image import png as _png
 
 #: ``Image.draft`` is asked for at least this many decoded pixels per output pixel along
 #: each axis, the same quality margin the featurizer's reduced decoding keeps, so the

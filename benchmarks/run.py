@@ -225,7 +225,7 @@ def _pyspng_version() -> str | None:
     """pyspng's version (it carries libspng for PNG decoding: the ``[fast]`` extra), or None when absent."""
     from importlib import metadata
 
-    from sparkimg_ml import _png
+    from sparkimg_ml.image import png as _png
 
     return metadata.version("pyspng") if _png.available() else None
 

@@ -18,10 +18,10 @@ from .deploy import ship
 from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
-from .inference import ModelError
+from .local import preprocess
+from .model import ModelError
 from .preview import failure_report, show_images
 from .reshaper import TensorReshaper
-from .serving import preprocess
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",

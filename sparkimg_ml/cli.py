@@ -29,6 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .errors import find_row_failure
+
 #: Defaults of the command that differ from the stage's: keep bad rows and say why.
 CLI_DEFAULTS: Dict[str, Any] = {"handleInvalid": "keep", "errorCol": "image_error"}
 #: Short aliases for the most used Params.
@@ -118,6 +120,9 @@ def argument_for(hint: Any) -> Tuple[Dict[str, Any], Optional[Callable[[Any], An
     ('{true,false}', '+')
     """
     hint = _unwrap_optional(hint)
+    sequences = [arg for arg in typing.get_args(hint) if _is_sequence(arg)]
+    if typing.get_origin(hint) in _UNION_ORIGINS and int in typing.get_args(hint) and sequences:
+        hint = sequences[0]  # e.g. imageSize: a list of ints, or one int for a square
     if hint is bool:
         return {"type": _parse_bool, "metavar": "{true,false}"}, None
     if hint in (int, float, str):
@@ -135,10 +140,10 @@ def argument_for(hint: Any) -> Tuple[Dict[str, Any], Optional[Callable[[Any], An
 
 def add_featurizer_options(parser: argparse.ArgumentParser) -> Dict[str, Any]:
     """Add one option per featurizer Param; returns ``{dest: (param name, post-conversion)}``."""
-    from .featurizer import ImageUrlFeaturizer
+    from .featurizer import FeaturizerParamValues, ImageUrlFeaturizer
 
     stage = ImageUrlFeaturizer()
-    hints = typing.get_type_hints(ImageUrlFeaturizer.__init__)
+    hints = typing.get_type_hints(FeaturizerParamValues)
     group = parser.add_argument_group(
         "ImageUrlFeaturizer Params", "every Param of the featurizer, named --param-name (see the README's Params table)")
     options: Dict[str, Any] = {}
@@ -254,9 +259,10 @@ def _remove_if_empty(path: str) -> None:
 def _one_line(exc: BaseException) -> str:
     """The useful line of a (possibly JVM-wrapped) error."""
     text = str(exc)
-    found = re.search(r"ImageUrlFeaturizer could not read[^\n]*", text)
-    if found:
-        return found.group(0)
+    failure = find_row_failure(text)
+    if failure is not None:  # a bad image under handleInvalid='error': say which row and why
+        return (f"{failure.stage} could not read the image of row with {failure.column}={failure.source}: "
+                f"{failure.reason} (reason code {failure.code}; --handle-invalid keep records such rows instead)")
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith(("Traceback", "File ", "at ", "JVM stacktrace")):
@@ -377,7 +383,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from PIL import Image, features
 
     from . import __version__
-    from .image_ops import ACCEPTED_FORMATS
+    from .image import ACCEPTED_FORMATS
 
     problems = 0
     print(f"sparkimg_ml {__version__} on Python {sys.version.split()[0]} ({sys.executable})")
@@ -494,8 +500,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if command is None:
             return _doctor(args)
-        if args.command == "preview" and not (1 <= args.n <= 1000 and 8 <= args.tile_size <= 1024):
-            raise UsageError("-n must be in [1, 1000] and --tile-size in [8, 1024]")
+        if args.command == "preview":
+            from .preview.grid import MAX_ROWS
+            from .preview.thumbnails import MAX_SIZE, MIN_SIZE
+
+            if not (1 <= args.n <= MAX_ROWS and MIN_SIZE <= args.tile_size <= MAX_SIZE):
+                raise UsageError(f"-n must be in [1, {MAX_ROWS}] and --tile-size in [{MIN_SIZE}, {MAX_SIZE}]")
         return command(args, options[args.command])
     except UsageError as exc:
         print(f"sparkimg-ml {args.command}: error: {exc}", file=sys.stderr)

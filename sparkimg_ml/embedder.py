@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+import functools
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-from pyspark import keyword_only
 from pyspark.ml import Transformer
-from pyspark.ml.functions import array_to_vector
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from ._embed_udf import EmbedTask, make_embed_udf
-from ._fetch_params import HasFetchParams
-from ._image_columns import check_output_columns, image_input_kind, keeps_every_row
-from ._image_params import HasImageParams
-from ._invalid_params import HasInvalidRowParams
-from ._model_params import HasModelParams
-from ._persistence import StageWritable
-from ._udf import (
-    ARRAY,
-    VECTOR,
-    FeaturizeTask,
-)
+from .engine.decode import DecodeTask
+from .engine.embed import EmbedTask, embed_batches
+from .engine.udf import make_image_udf, udf_output_format
 from .errors import redact_source
-from .image_ops import ImageSpec
-from .inference import (
+from .image import ImageSpec
+from .local import ImageInput, preprocess_with
+from .model.onnx import (
     MODEL_LAYOUTS,
     LoadedModel,
     ModelOutput,
@@ -35,17 +24,36 @@ from .inference import (
     load_model,
     run_batches,
 )
-from .serving import ImageInput, preprocess_with
+from .params.fetch import FetchParamValues, HasFetchParams
+from .params.image import HasImageParams, ImageParamValues
+from .params.model import HasModelParams, ModelParamValues
+from .params.persistence import StageWritable
+from .params.rows import HasInvalidRowParams, InvalidRowParamValues
+from .params.stage import (
+    HasColumns,
+    add_image_output,
+    check_output_columns,
+    image_input_kind,
+)
+from .schema import EMBEDDER_OUTPUT_COL, EMBEDDING_KEY, ML_ATTR_KEY, VECTOR
 
-#: Key of the embedding description in the output column's metadata.
-EMBEDDING_KEY = "embedding"
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _IMAGE_LAYOUTS = {image: model for model, image in MODEL_LAYOUTS.items()}
 
 
+class EmbedderParamValues(ImageParamValues, FetchParamValues, InvalidRowParamValues, ModelParamValues,
+                          total=False):
+    """Every Param of :class:`ImageEmbedder` as a constructor keyword (for type checkers)."""
+
+    inputCol: str
+    outputCol: str
+
+
 class ImageEmbedder(
-    Transformer, HasInputCol, HasOutputCol, HasInvalidRowParams, HasImageParams, HasFetchParams,
-    HasModelParams, DefaultParamsReadable, StageWritable,
+    Transformer, HasColumns, HasInvalidRowParams, HasImageParams, HasFetchParams, HasModelParams,
+    DefaultParamsReadable, StageWritable,
 ):
     """Run an ONNX image model over an image column: each row's embedding (or scores) as a ``Vector``.
 
@@ -54,7 +62,7 @@ class ImageEmbedder(
     image and fetch Params), decoded to pixels, normalised with ``scale``/``mean``/
     ``std`` and fed to the model named by ``modelUri`` in batches of
     ``batchSize``. The output ``outputNode`` (the first output by default) of each
-    image, flattened, is the row's dense ``Vector`` (``outputType="array"``:
+    image, flattened, is the row's dense ``Vector`` (``outputFormat="array"``:
     ``array<float>``), ready for ``LogisticRegression``, ``PCA`` or ``KMeans``.
 
     When the model's input has a fixed shape, ``imageSize`` and ``layout`` (NCHW
@@ -82,115 +90,11 @@ class ImageEmbedder(
     (2, 2048)
     """
 
-    _input_kwargs: Dict[str, Any]  # set by @keyword_only
-
-    @keyword_only
-    def __init__(
-        self, *,
-        inputCol: Optional[str] = None,
-        outputCol: str = "embedding",
-        errorCol: Optional[str] = None,
-        handleInvalid: str = "error",
-        modelUri: Optional[str] = None,
-        modelSha256: Optional[str] = None,
-        outputNode: Optional[str] = None,
-        flatten: bool = True,
-        outputType: str = "vector",
-        batchSize: int = 64,
-        intraOpThreads: int = 0,
-        imageSize: Optional[Sequence[int]] = None,
-        colorMode: str = "RGB",
-        scale: float = 1.0 / 255.0,
-        resizeMode: str = "stretch",
-        interpolation: str = "bicubic",
-        padColor: Sequence[int] = (0, 0, 0),
-        background: Sequence[int] = (255, 255, 255),
-        mean: Union[Sequence[float], str] = (0.0,),
-        std: Union[Sequence[float], str] = (1.0,),
-        layout: Optional[str] = None,
-        exifTranspose: bool = True,
-        reducedDecode: bool = True,
-        maxPixels: int = 89_478_485,
-        colorProfile: str = "ignore",
-        reducingGap: float = 0.0,
-        concurrency: int = 16,
-        timeout: float = 30.0,
-        connectTimeout: float = 10.0,
-        maxBytes: int = 50 * 1024 * 1024,
-        allowLocalFiles: bool = True,
-        maxConnectionsPerHost: int = 8,
-        maxRetries: int = 3,
-        maxRetryWait: float = 10.0,
-        maxRedirects: int = 5,
-        headers: Optional[Dict[str, str]] = None,
-        blockPrivateNetworks: bool = False,
-        allowedHosts: Optional[List[str]] = None,
-        storageProtocols: Optional[List[str]] = None,
-        storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
-    ) -> None:
+    def __init__(self, **params: Unpack[EmbedderParamValues]) -> None:
         super().__init__()
-        self._setDefault(outputCol="embedding")
-        self.setParams(**self._input_kwargs)
-
-    @keyword_only
-    def setParams(
-        self, *,
-        inputCol: Optional[str] = None,
-        outputCol: str = "embedding",
-        errorCol: Optional[str] = None,
-        handleInvalid: str = "error",
-        modelUri: Optional[str] = None,
-        modelSha256: Optional[str] = None,
-        outputNode: Optional[str] = None,
-        flatten: bool = True,
-        outputType: str = "vector",
-        batchSize: int = 64,
-        intraOpThreads: int = 0,
-        imageSize: Optional[Sequence[int]] = None,
-        colorMode: str = "RGB",
-        scale: float = 1.0 / 255.0,
-        resizeMode: str = "stretch",
-        interpolation: str = "bicubic",
-        padColor: Sequence[int] = (0, 0, 0),
-        background: Sequence[int] = (255, 255, 255),
-        mean: Union[Sequence[float], str] = (0.0,),
-        std: Union[Sequence[float], str] = (1.0,),
-        layout: Optional[str] = None,
-        exifTranspose: bool = True,
-        reducedDecode: bool = True,
-        maxPixels: int = 89_478_485,
-        colorProfile: str = "ignore",
-        reducingGap: float = 0.0,
-        concurrency: int = 16,
-        timeout: float = 30.0,
-        connectTimeout: float = 10.0,
-        maxBytes: int = 50 * 1024 * 1024,
-        allowLocalFiles: bool = True,
-        maxConnectionsPerHost: int = 8,
-        maxRetries: int = 3,
-        maxRetryWait: float = 10.0,
-        maxRedirects: int = 5,
-        headers: Optional[Dict[str, str]] = None,
-        blockPrivateNetworks: bool = False,
-        allowedHosts: Optional[List[str]] = None,
-        storageProtocols: Optional[List[str]] = None,
-        storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
-    ) -> "ImageEmbedder":
-        """Sets params for this embedder; unnamed params keep their values.
-
-        ``imageSize`` and ``layout`` left unset follow the model's input shape.
-        """
-        kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
-        return self._set(**kwargs)
-
-    # -- setters for the shared column params (getters come from the mixins) --
-    def setInputCol(self, value: str) -> "ImageEmbedder":
-        """Sets the value of :py:attr:`inputCol`."""
-        return self._set(inputCol=value)
-
-    def setOutputCol(self, value: str) -> "ImageEmbedder":
-        """Sets the value of :py:attr:`outputCol`."""
-        return self._set(outputCol=value)
+        # imageSize and layout follow the model's input unless set (see _model_spec).
+        self._setDefault(outputCol=EMBEDDER_OUTPUT_COL)
+        self.setParams(**params)
 
     # -- the model ----------------------------------------------------------------
     def _load_model(self) -> LoadedModel:
@@ -236,7 +140,7 @@ class ImageEmbedder(
             )
         return spec
 
-    def _model_output(self, model: LoadedModel, spec: ImageSpec) -> Tuple[ModelOutput, int]:
+    def _model_output(self, model: LoadedModel, spec: ImageSpec) -> tuple[ModelOutput, int]:
         """The output to return and its values per image (one probe image when its shape is open)."""
         output = model.output(self.getOutputNode())
         if not self.getFlatten() and len(output.shape) != 2:
@@ -251,7 +155,7 @@ class ImageEmbedder(
             size = int(model.run(probe, output.name).shape[1])
         return output, size
 
-    def outputMetadata(self) -> Dict[str, Any]:
+    def outputMetadata(self) -> dict[str, Any]:
         """Column metadata of the output: the ML attribute size and, under ``embedding``, the model.
 
         Reads the model (once per process) to learn its output size, e.g.
@@ -262,7 +166,7 @@ class ImageEmbedder(
         output, size = self._model_output(model, spec)
         return self._metadata(model, spec, output, size)
 
-    def _metadata(self, model: LoadedModel, spec: ImageSpec, output: ModelOutput, size: int) -> Dict[str, Any]:
+    def _metadata(self, model: LoadedModel, spec: ImageSpec, output: ModelOutput, size: int) -> dict[str, Any]:
         embedding = {
             "modelUri": redact_source(self.getModelUri()),
             "modelSha256": model.sha256,
@@ -274,13 +178,13 @@ class ImageEmbedder(
                       "layout": _IMAGE_LAYOUTS[spec.layout]},
             "image": spec.metadata(),
         }
-        metadata: Dict[str, Any] = {EMBEDDING_KEY: embedding}
-        if self.getOutputType() == "vector":
-            metadata["ml_attr"] = {"num_attrs": size}
+        metadata: dict[str, Any] = {EMBEDDING_KEY: embedding}
+        if self.getOutputFormat() == VECTOR:
+            metadata[ML_ATTR_KEY] = {"num_attrs": size}
         return metadata
 
     # -- serving ----------------------------------------------------------------
-    def embed(self, images: Union[ImageInput, List[ImageInput]]) -> np.ndarray:
+    def embed(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:
         """This stage's embeddings of one image or a list of images, without Spark.
 
         ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns a
@@ -291,7 +195,7 @@ class ImageEmbedder(
         model = self._load_model()
         spec = self._model_spec(model)
         output, _ = self._model_output(model, spec)
-        items: List[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
+        items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
         pixels = preprocess_with(items, spec, self._fetch_options())
         embeddings = run_batches(model, pixels.reshape((len(pixels),) + spec.shape), output.name,
                                  self.getBatchSize())
@@ -308,31 +212,20 @@ class ImageEmbedder(
         model = self._load_model()
         spec = self._model_spec(model)
         output, size = self._model_output(model, spec)
-        wants_vector = self.getOutputType() == "vector"
+        output_format = self.getOutputFormat()
+        udf_format = udf_output_format(output_format)
         task = EmbedTask(
-            images=FeaturizeTask(
+            images=DecodeTask(
                 spec=spec, fetch=self._fetch_options(), input_kind=kind, handle_invalid=self.getHandleInvalid(),
-                input_col=self.getInputCol(), features_format=VECTOR if wants_vector else ARRAY,
-                stage_name="ImageEmbedder",
+                input_col=self.getInputCol(), features_format=udf_format, stage_name=stage,
             ),
             model_uri=self.getModelUri(), model_sha256=model.sha256, output_node=output.name,
             output_size=size, batch_size=self.getBatchSize(), intra_op_threads=self.getIntraOpThreads(),
         )
-        embed, features_format = make_embed_udf(task)
-        result_col = f"__sparkimg_ml_{self.uid}"
-        out_col, error_col = self.getOutputCol(), self.getErrorCol()
-
-        if features_format == VECTOR:
-            dataset = dataset.filter(keeps_every_row(F.col(self.getInputCol()), kind))
-        frame = dataset.withColumn(result_col, embed(F.col(self.getInputCol())))
-        if task.images.handle_invalid == "skip":
-            frame = frame.filter(F.col(result_col).getField("error").isNull())
-        features = F.col(result_col).getField("features")
-        if wants_vector and features_format != VECTOR:
-            # array_to_vector fails on null arrays: failed rows stay null vectors.
-            features = F.when(features.isNotNull(), array_to_vector(features))
-        # withMetadata (not alias(metadata=)) keeps the metadata on Spark Connect too.
-        frame = frame.withColumn(out_col, features).withMetadata(out_col, self._metadata(model, spec, output, size))
-        if error_col:
-            frame = frame.withColumn(error_col, F.col(result_col).getField("error"))
-        return frame.drop(result_col)
+        return add_image_output(
+            dataset, uid=self.uid, input_col=self.getInputCol(), kind=kind,
+            udf=make_image_udf(functools.partial(embed_batches, task=task), udf_format, kind),
+            udf_format=udf_format, output_format=output_format, handle_invalid=self.getHandleInvalid(),
+            output_col=self.getOutputCol(), error_col=error_col,
+            metadata=self._metadata(model, spec, output, size),
+        )

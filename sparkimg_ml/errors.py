@@ -12,6 +12,8 @@ This module imports neither pyspark nor pandas.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: Reason codes written to ``errorCol`` (the part before ``": "``), with their meaning.
@@ -41,6 +43,8 @@ REASON_CODES: dict[str, str] = {
                     "its Content-Encoding)",
     "permission_denied": "a local or storage path exists but may not be read",
     "io_error": "reading a local file failed with an operating-system error",
+    "bad_tensor": "a tensor value does not fit its column's recorded shape or element type (previews of "
+                  "tensor columns)",
 }
 
 
@@ -113,3 +117,58 @@ def redact_source(source: object, max_length: int = 300) -> str:
     if netloc != parts.netloc or query != parts.query:
         text = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return text if len(text) <= max_length else text[: max_length - 3] + "..."
+
+
+def missing_column(who: str, role: str, name: object, columns: Sequence[str]) -> ValueError:
+    """The error for a column that is not in a DataFrame, listing (up to 20 of) those that are.
+
+    Every stage and helper reports a missing column with this one message.
+
+    Examples
+    --------
+    >>> str(missing_column("TensorReshaper", "input column", "feats", ["id", "features"]))
+    "TensorReshaper: input column 'feats' does not exist. Available columns: id, features."
+    """
+    shown = ", ".join(columns[:20]) + (" ..." if len(columns) > 20 else "")
+    return ValueError(f"{who}: {role} {name!r} does not exist. Available columns: {shown}.")
+
+
+class RowFailure(NamedTuple):
+    """One row's failure as ``handleInvalid="error"`` reports it: which stage, which row, which reason."""
+
+    stage: str
+    column: str
+    source: str
+    #: ``"code: detail"``, as written to ``errorCol`` in ``keep`` mode.
+    reason: str
+
+    @property
+    def code(self) -> str:
+        """The reason code (a key of :data:`REASON_CODES`)."""
+        return self.reason.split(":", 1)[0].strip()
+
+    def message(self) -> str:
+        """The error message a failing job carries (parsed back by :func:`find_row_failure`)."""
+        return (f"{self.stage} could not read the image of row with {self.column}={self.source}: {self.reason}. "
+                "Set handleInvalid='keep' (null output, reason in errorCol) or 'skip' (drop the row) to go on "
+                "past bad images.")
+
+
+_ROW_FAILURE = re.compile(
+    r"(?P<stage>[A-Za-z]\w*) could not read the image of row with (?P<column>[^=\n]+)=(?P<source>[^\n]*?): "
+    r"(?P<reason>[a-z][a-z0-9_]*(?::[^\n]*?)?)\. Set handleInvalid="
+)
+
+
+def find_row_failure(text: str) -> Optional[RowFailure]:
+    """The :class:`RowFailure` inside an error's text (e.g. a Spark job failure wrapping it), or None.
+
+    Examples
+    --------
+    >>> failure = RowFailure("ImageUrlFeaturizer", "url", "http://h/a.png", "http_404: Not Found")
+    >>> found = find_row_failure("Job aborted: PythonException: " + failure.message() + " at ...")
+    >>> found == failure, found.code
+    (True, 'http_404')
+    """
+    match = _ROW_FAILURE.search(text)
+    return RowFailure(**match.groupdict()) if match else None

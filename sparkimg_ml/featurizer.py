@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+import functools
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-from pyspark import keyword_only
 from pyspark.ml import Transformer
-from pyspark.ml.functions import array_to_vector
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from ._fetch_params import HasFetchParams
-from ._image_columns import check_output_columns, image_input_kind, keeps_every_row
-from ._image_params import HasImageParams
-from ._invalid_params import HasInvalidRowParams
-from ._output_params import HasOutputFormat
-from ._persistence import StageWritable
-from ._udf import VECTOR, FeaturizeTask, make_spark_udf
-from .serving import preprocess_with
+from .engine.decode import DecodeTask
+from .engine.featurize import featurize_batches
+from .engine.udf import make_image_udf, udf_output_format
+from .local import ImageInput, preprocess_with
+from .params.fetch import FetchParamValues, HasFetchParams
+from .params.image import HasImageParams, ImageParamValues
+from .params.keywords import KeywordParams
+from .params.output import HasOutputFormat
+from .params.persistence import StageWritable
+from .params.rows import HasInvalidRowParams, InvalidRowParamValues
+from .params.stage import (
+    HasColumns,
+    add_image_output,
+    check_output_columns,
+    image_input_kind,
+)
+from .schema import FEATURIZER_OUTPUT_COL
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class FeaturizerParamValues(ImageParamValues, FetchParamValues, InvalidRowParamValues, total=False):
+    """Every Param of :class:`ImageUrlFeaturizer` as a constructor keyword (for type checkers)."""
+
+    inputCol: str
+    outputCol: str
+    outputFormat: str
 
 
 class ImageUrlFeaturizer(
-    Transformer, HasInputCol, HasOutputCol, HasInvalidRowParams, HasImageParams, HasFetchParams,
-    HasOutputFormat, DefaultParamsReadable, StageWritable,
+    Transformer, HasColumns, HasInvalidRowParams, HasImageParams, HasFetchParams, HasOutputFormat,
+    KeywordParams, DefaultParamsReadable, StageWritable,
 ):
     """Fetch, decode, resize and normalise the image in each row into a tensor column.
 
@@ -64,103 +81,13 @@ class ImageUrlFeaturizer(
     >>> features = featurizer.transform(df)  # doctest: +SKIP
     """
 
-    _input_kwargs: Dict[str, Any]  # set by @keyword_only
-
-    @keyword_only
-    def __init__(
-        self, *,
-        inputCol: Optional[str] = None,
-        outputCol: str = "features",
-        outputFormat: str = "vector",
-        errorCol: Optional[str] = None,
-        handleInvalid: str = "error",
-        imageSize: Sequence[int] = (32, 32),
-        colorMode: str = "RGB",
-        scale: float = 1.0 / 255.0,
-        resizeMode: str = "stretch",
-        interpolation: str = "bicubic",
-        padColor: Sequence[int] = (0, 0, 0),
-        background: Sequence[int] = (255, 255, 255),
-        mean: Union[Sequence[float], str] = (0.0,),
-        std: Union[Sequence[float], str] = (1.0,),
-        layout: str = "HWC",
-        exifTranspose: bool = True,
-        reducedDecode: bool = True,
-        maxPixels: int = 89_478_485,
-        colorProfile: str = "ignore",
-        reducingGap: float = 0.0,
-        concurrency: int = 16,
-        timeout: float = 30.0,
-        connectTimeout: float = 10.0,
-        maxBytes: int = 50 * 1024 * 1024,
-        allowLocalFiles: bool = True,
-        maxConnectionsPerHost: int = 8,
-        maxRetries: int = 3,
-        maxRetryWait: float = 10.0,
-        maxRedirects: int = 5,
-        headers: Optional[Dict[str, str]] = None,
-        blockPrivateNetworks: bool = False,
-        allowedHosts: Optional[List[str]] = None,
-        storageProtocols: Optional[List[str]] = None,
-        storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
-    ) -> None:
+    def __init__(self, **params: Unpack[FeaturizerParamValues]) -> None:
         super().__init__()
-        self._setDefault(outputCol="features", handleInvalid="error")
-        self.setParams(**self._input_kwargs)
-
-    @keyword_only
-    def setParams(
-        self, *,
-        inputCol: Optional[str] = None,
-        outputCol: str = "features",
-        outputFormat: str = "vector",
-        errorCol: Optional[str] = None,
-        handleInvalid: str = "error",
-        imageSize: Sequence[int] = (32, 32),
-        colorMode: str = "RGB",
-        scale: float = 1.0 / 255.0,
-        resizeMode: str = "stretch",
-        interpolation: str = "bicubic",
-        padColor: Sequence[int] = (0, 0, 0),
-        background: Sequence[int] = (255, 255, 255),
-        mean: Union[Sequence[float], str] = (0.0,),
-        std: Union[Sequence[float], str] = (1.0,),
-        layout: str = "HWC",
-        exifTranspose: bool = True,
-        reducedDecode: bool = True,
-        maxPixels: int = 89_478_485,
-        colorProfile: str = "ignore",
-        reducingGap: float = 0.0,
-        concurrency: int = 16,
-        timeout: float = 30.0,
-        connectTimeout: float = 10.0,
-        maxBytes: int = 50 * 1024 * 1024,
-        allowLocalFiles: bool = True,
-        maxConnectionsPerHost: int = 8,
-        maxRetries: int = 3,
-        maxRetryWait: float = 10.0,
-        maxRedirects: int = 5,
-        headers: Optional[Dict[str, str]] = None,
-        blockPrivateNetworks: bool = False,
-        allowedHosts: Optional[List[str]] = None,
-        storageProtocols: Optional[List[str]] = None,
-        storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
-    ) -> "ImageUrlFeaturizer":
-        """Sets params for this featurizer; unnamed params keep their values."""
-        kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
-        return self._set(**kwargs)
-
-    # -- setters for the shared column params (getters come from the mixins) --
-    def setInputCol(self, value: str) -> "ImageUrlFeaturizer":
-        """Sets the value of :py:attr:`inputCol`."""
-        return self._set(inputCol=value)
-
-    def setOutputCol(self, value: str) -> "ImageUrlFeaturizer":
-        """Sets the value of :py:attr:`outputCol`."""
-        return self._set(outputCol=value)
+        self._setDefault(outputCol=FEATURIZER_OUTPUT_COL)
+        self.setParams(**params)
 
     # -- metadata -------------------------------------------------------------
-    def outputMetadata(self) -> Dict[str, Any]:
+    def outputMetadata(self) -> dict[str, Any]:
         """Column metadata of the output: the ``tensor`` description, plus the ML attribute size of a Vector.
 
         Examples
@@ -174,7 +101,7 @@ class ImageUrlFeaturizer(
         return self._tensor_metadata(self._image_spec())
 
     # -- serving ----------------------------------------------------------------
-    def preprocess(self, images: Union[Any, List[Any]]) -> np.ndarray:
+    def preprocess(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:
         """Apply this stage's Params to one image or a list of images, without Spark.
 
         ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns an
@@ -193,25 +120,15 @@ class ImageUrlFeaturizer(
         error_col = self.getErrorCol()
         check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
         output_format = self.getOutputFormat()
-        task = FeaturizeTask(
+        udf_format = udf_output_format(output_format)
+        task = DecodeTask(
             spec=self._image_spec(), fetch=self._fetch_options(), input_kind=kind,
             handle_invalid=self.getHandleInvalid(), input_col=self.getInputCol(),
-            features_format=output_format,
+            features_format=udf_format, stage_name=stage,
         )
-        featurize, features_format = make_spark_udf(task)
-        result_col = f"__sparkimg_ml_{self.uid}"
-        out_col = self.getOutputCol()
-
-        dataset = dataset.filter(keeps_every_row(F.col(self.getInputCol()), kind))
-        frame = dataset.withColumn(result_col, featurize(F.col(self.getInputCol())))
-        if task.handle_invalid == "skip":
-            frame = frame.filter(F.col(result_col).getField("error").isNull())
-        features = F.col(result_col).getField("features")
-        if output_format == VECTOR and features_format != VECTOR:
-            # array_to_vector fails on null arrays: failed rows stay null vectors.
-            features = F.when(features.isNotNull(), array_to_vector(features))
-        # withMetadata (not alias(metadata=)) keeps the metadata on Spark Connect too.
-        frame = frame.withColumn(out_col, features).withMetadata(out_col, self.outputMetadata())
-        if error_col:
-            frame = frame.withColumn(error_col, F.col(result_col).getField("error"))
-        return frame.drop(result_col)
+        return add_image_output(
+            dataset, uid=self.uid, input_col=self.getInputCol(), kind=kind,
+            udf=make_image_udf(functools.partial(featurize_batches, task=task), udf_format, kind),
+            udf_format=udf_format, output_format=output_format, handle_invalid=task.handle_invalid,
+            output_col=self.getOutputCol(), error_col=error_col, metadata=self.outputMetadata(),
+        )

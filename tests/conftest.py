@@ -54,9 +54,9 @@ def spark(tmp_path_factory):
         yield session
         session.stop()
         return
-    from sparkimg_ml.deploy import ship
-
     import spark_services
+
+    from sparkimg_ml.deploy import ship
 
     scratch = tmp_path_factory.mktemp(f"spark-{SPARK_KIND}")
     if SPARK_KIND == "connect":
@@ -105,3 +105,17 @@ def http_server(static_dir: Path) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def force_pandas_udf(monkeypatch):
+    """``force_pandas_udf("sparkimg_ml.featurizer")``: that stage builds its UDF as on Spark < 4.1 (a pandas_udf)."""
+    from sparkimg_ml.engine import udf
+
+    def force(module: str) -> None:
+        monkeypatch.setattr(f"{module}.udf_output_format",
+                            lambda wanted, use_arrow_udf=None: udf.udf_output_format(wanted, use_arrow_udf=False))
+        monkeypatch.setattr(f"{module}.make_image_udf",
+                            lambda run, fmt, kind, use_arrow_udf=None: udf.make_image_udf(run, fmt, kind, False))
+
+    return force

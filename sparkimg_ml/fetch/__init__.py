@@ -20,7 +20,12 @@ One module per concern:
 from .fetcher import Fetcher
 from .http import USER_AGENT
 from .options import DEFAULT_STORAGE_PROTOCOLS, FetchOptions
-from .policy import ALWAYS_BLOCKED_NETWORKS, PRIVATE_NETWORKS, NetworkPolicy, parse_host_rule
+from .policy import (
+    ALWAYS_BLOCKED_NETWORKS,
+    PRIVATE_NETWORKS,
+    NetworkPolicy,
+    parse_host_rule,
+)
 from .secrets import (
     ENV_PREFIX,
     SECRET_HEADER_PATTERN,

@@ -1,0 +1,107 @@
+"""The embedder's per-batch function: decoded images through an ONNX model, embeddings out as Arrow.
+
+Per Spark task: the images are fetched and decoded by the shared decode loop
+(:func:`~sparkimg_ml.engine.decode.decoded_blocks`) into uint8 pixels, normalised
+once in float32 right before inference (:class:`~sparkimg_ml.tensors.TensorInfo`,
+the featurizer's coefficients), and run through the process's cached
+``InferenceSession``. Inference of one block runs on its own thread while the
+decode loop fetches and decodes the next (onnxruntime releases the GIL). Rows
+whose image failed never reach the model: they leave as nulls with their reason.
+
+This module knows Spark's batch shapes but no Params: the stage passes an
+:class:`EmbedTask` of plain values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+
+from ..model.onnx import LoadedModel, default_threads, load_model, run_batches
+from ..schema import UINT8
+from ..tensors import TensorInfo
+from .arrow import features_array, output_arrow_type
+from .decode import DecodedBlock, DecodeTask, decoded_blocks
+
+
+@dataclass(frozen=True)
+class EmbedTask:
+    """Everything a Python worker needs to embed images, as plain picklable values."""
+
+    #: How images are read; its ``features_format`` is the embeddings' Arrow format
+    #: (:data:`VECTOR` or :data:`ARRAY`), its ``spec`` the model's input.
+    images: DecodeTask
+    model_uri: str
+    #: The digest the driver read: every worker must load the very same bytes.
+    model_sha256: str
+    output_node: str
+    #: Values per image after flattening.
+    output_size: int
+    batch_size: int
+    #: 0: the CPUs Spark gives the task (``spark.task.cpus``).
+    intra_op_threads: int = 0
+
+
+def _task_threads(configured: int) -> int:
+    if configured > 0:
+        return configured
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return default_threads(context.cpus() if context is not None else 1)
+
+
+def _embed_block(model: LoadedModel, decoded: DecodedBlock, tensor: TensorInfo,
+                 task: EmbedTask) -> np.ndarray:
+    """``(rows, output_size)`` embeddings of one decoded block; zeros where the row failed.
+
+    The element type is the one its Arrow format packs without a copy (float64 for a
+    Vector: exact, every value is the model's float32 result).
+    """
+    rows = len(decoded.failed)
+    embeddings = np.zeros((rows, task.output_size), dtype=task.images.block_dtype)
+    good = ~decoded.failed
+    if good.any():
+        pixels = decoded.block if good.all() else decoded.block[good]
+        images = tensor.to_float32(pixels.reshape(len(pixels), -1))
+        embeddings[good] = run_batches(model, images, task.output_node, task.batch_size)
+    return embeddings
+
+
+def embed_batches(batches: Iterable[pa.Array], task: EmbedTask) -> Iterator[pa.StructArray]:
+    """Turn Arrow batches of the image column into ``struct<features, error>`` embedding batches.
+
+    A plain function of Arrow arrays (runs without Spark in tests and profiles).
+    """
+    model = load_model(task.model_uri, task.model_sha256, task.images.fetch, _task_threads(task.intra_op_threads))
+    tensor = TensorInfo.from_metadata({**task.images.spec.metadata(), "dtype": "uint8"})
+    decode = dataclasses.replace(task.images, features_format=UINT8, stage_name="ImageEmbedder")
+    fields = list(output_arrow_type(task.output_size, task.images.features_format))
+    inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparkimg_ml-inference")
+    pending: Optional[Tuple[Future, DecodedBlock]] = None
+
+    def finish(running: Tuple[Future, DecodedBlock]) -> pa.StructArray:
+        future, decoded = running
+        return pa.StructArray.from_arrays(
+            [features_array(future.result(), decoded.failed, task.images.features_format),
+             pa.array(decoded.reasons, type=pa.string())],
+            fields=fields,
+        )
+
+    try:
+        for decoded in decoded_blocks(batches, decode):
+            # Submit this block, then hand back the previous one: the decode loop reads
+            # and decodes the next block while this one is in the model.
+            running = (inference.submit(_embed_block, model, decoded, tensor, task), decoded)
+            if pending is not None:
+                yield finish(pending)
+            pending = running
+        if pending is not None:
+            yield finish(pending)
+    finally:
+        inference.shutdown(wait=True, cancel_futures=True)
