@@ -19,7 +19,8 @@ from ._image_params import HasImageParams
 from ._invalid_params import HasInvalidRowParams
 from ._output_params import HasOutputFormat
 from ._persistence import StageWritable
-from ._udf import VECTOR, FeaturizeTask, make_spark_udf
+from ._udf import SOURCE, VECTOR, FeaturizeTask, make_spark_udf
+from .fetch.backends import BACKEND_CHECK_ROWS, check_backends
 from .serving import preprocess_with
 
 
@@ -198,6 +199,9 @@ class ImageUrlFeaturizer(
             handle_invalid=self.getHandleInvalid(), input_col=self.getInputCol(),
             features_format=output_format,
         )
+        if task.handle_invalid == "error" and kind == SOURCE and not dataset.isStreaming:  # fail here, not in a task
+            first_rows = [row[0] for row in dataset.select(input_col).limit(BACKEND_CHECK_ROWS).collect()]
+            check_backends(stage, self.getInputCol(), first_rows, task.fetch.storage_protocols)
         featurize, features_format = make_spark_udf(task)
         result_col = f"__sparkimg_ml_{self.uid}"
         out_col = self.getOutputCol()

@@ -754,7 +754,7 @@ def test_fetch_names_the_missing_storage_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "fsspec", None)  # import fsspec now raises ImportError
     with fetcher() as fetch:
         assert failure(fetch, "s3://bucket/a.png").reason == (
-            "unsupported_scheme: s3: needs fsspec: pip install 'sparkimg_ml[cloud]'")
+            "missing_dependency: s3:// needs s3fs (pip install 'sparkimg_ml[s3]')")
 
 
 def test_fetch_names_a_missing_fsspec_backend():
@@ -766,7 +766,7 @@ def test_fetch_names_a_missing_fsspec_backend():
         pytest.skip("gcsfs is installed")
     with fetcher() as fetch:
         error = failure(fetch, "gs://bucket/a.png")
-    assert error.code == "unsupported_scheme" and "gcsfs" in error.reason
+    assert error.reason == "missing_dependency: gs:// needs gcsfs (pip install 'sparkimg_ml[gcs]')"
 
 
 class _StallingFileSystem(MemoryFileSystem):
