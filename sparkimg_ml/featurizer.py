@@ -200,7 +200,7 @@ class ImageUrlFeaturizer(
             features_format=output_format,
         )
         if task.handle_invalid == "error" and kind == SOURCE and not dataset.isStreaming:  # fail here, not in a task
-            first_rows = [row[0] for row in dataset.select(input_col).limit(BACKEND_CHECK_ROWS).collect()]
+            first_rows = [row[0] for row in dataset.select(self.getInputCol()).limit(BACKEND_CHECK_ROWS).collect()]
             check_backends(stage, self.getInputCol(), first_rows, task.fetch.storage_protocols)
         featurize, features_format = make_spark_udf(task)
         result_col = f"__sparkimg_ml_{self.uid}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import SourceError
@@ -75,7 +76,7 @@ def missing_dependency(protocol: str, cause: BaseException | None = None) -> Sou
     return SourceError("missing_dependency", missing_message(protocol, cause))
 
 
-def filesystem_class(protocol: str) -> type:
+def filesystem_class(protocol: str) -> Any:
     """fsspec's file-system class for ``protocol``, importing its back-end.
 
     Raises :class:`SourceError` ``missing_dependency`` when fsspec or the back-end
@@ -86,7 +87,7 @@ def filesystem_class(protocol: str) -> type:
     except ImportError as exc:
         raise missing_dependency(protocol, exc) from None
     try:
-        implementation: type = fsspec.get_filesystem_class(protocol)
+        implementation: Any = fsspec.get_filesystem_class(protocol)
     except ImportError as exc:
         raise missing_dependency(protocol, exc) from None
     except ValueError:
