@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast test-compat bench bench-smoke lint java-check browser-check clean
+.PHONY: demo test test-fast test-compat bench bench-smoke lint dist java-check browser-check clean
 
 # Spark runs "$JAVA_HOME/bin/java" when JAVA_HOME is set, else "java" from PATH: check the same one.
 java-check:
@@ -59,6 +59,12 @@ bench-smoke: java-check $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check --isolated --select E,F,W,B --extend-ignore E402,E501,B905 sparkimg_ml tests benchmarks .ci
 	$(BIN)/python -m mypy
+
+# The release artifacts: wheel + sdist in dist/, checked as a package index would render them.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache demo-output

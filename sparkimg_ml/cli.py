@@ -354,35 +354,100 @@ def _java_version() -> Tuple[Optional[str], str]:
 
 
 def _distribution_version(name: str) -> Optional[str]:
+    from ._doctor import installed_version
+
+    return installed_version(name)
+
+
+def _print_check(check: Any) -> None:
+    print(f"  {check.status:<8} {check.line}")
+
+
+def _doctor_dependencies() -> int:
+    """Check ``install_requires`` and the extras as the installed metadata declares them; problems found."""
     from importlib import metadata
 
+    from . import __version__
+    from ._doctor import check, declared, installed_version, module_name
+
+    problems = 0
     try:
-        return metadata.version(name)
+        core, extras = declared()
     except metadata.PackageNotFoundError:
-        return None
+        print("  MISSING  sparkimg_ml's installed metadata: this copy is imported from a source folder; install "
+              "it (pip install sparkimg_ml, or pip install -e . in a checkout) so its dependencies can be checked")
+        return 1
+    meta_version = installed_version("sparkimg_ml")
+    if meta_version != __version__:
+        print(f"  note     the installed metadata is sparkimg_ml {meta_version}, but this is {__version__} from "
+              f"{Path(__file__).parent}: the checks follow that metadata; reinstall to refresh it")
+    print("dependencies (install_requires):")
+    for requirement in core:
+        found = check(requirement, f"pip install '{requirement.text}'")
+        problems += not found.ok
+        _print_check(found)
+
+    print("optional extras:")
+    for extra, requirements in sorted(extras.items()):
+        hint = f"pip install 'sparkimg_ml[{extra}]'"
+        results = [check(requirement, hint) for requirement in requirements]
+        broken = [r for r in results if r.status == "FAILED"]
+        absent = [req.name for req, r in zip(requirements, results) if r.status == "MISSING"]
+        problems += len(broken)
+        modules = ", ".join(f"{module_name(req.name)}" for req in requirements)
+        if broken:
+            for result in broken:
+                print(f"  FAILED   [{extra}] {result.line}")
+        elif absent:
+            print(f"  no       [{extra}] needs {', '.join(absent)} -> {hint}")
+        else:
+            print(f"  ok       [{extra}] {', '.join(r.line for r in results)} (imported: {modules})")
+        if extra == "hdfs":
+            libhdfs = os.environ.get("ARROW_LIBHDFS_DIR") or os.environ.get("HADOOP_HOME")
+            print("           hdfs:// also needs Hadoop's libhdfs and a JVM, which pip cannot install: "
+                  + (f"found {libhdfs}" if libhdfs else "set HADOOP_HOME (or ARROW_LIBHDFS_DIR) where they are")
+                  + "; webhdfs:// needs only this extra")
+    return problems
 
 
-def _extras() -> Dict[str, List[str]]:
-    """``{extra: [distribution names]}`` from this package's installed metadata."""
-    from importlib import metadata
+def _doctor_spark(args: argparse.Namespace) -> int:
+    """Start a session the way the user's jobs do and prove its executors can import the package."""
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    from pyspark.sql import SparkSession
 
+    from ._doctor import executors_import
+
+    worker_python = os.environ.get("PYSPARK_PYTHON")
+    print(f"executors (--spark, master {args.master}; Python workers run "
+          f"{worker_python or 'python3 from PATH'} unless the cluster sets its own):")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (SparkSession.builder.master(args.master).appName("sparkimg-ml doctor")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config(DRIVER_JAVA_OPTIONS, f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"))
+    for item in args.conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--conf expects KEY=VALUE, got {item!r}")
+        builder = builder.config(key, value)
     try:
-        requirements = metadata.requires("sparkimg_ml") or []
-    except metadata.PackageNotFoundError:
-        return {}
-    extras: Dict[str, List[str]] = {}
-    for requirement in requirements:
-        marker = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
-        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-        if marker and name:
-            extras.setdefault(marker.group(1), []).append(name.group(1))
-    return extras
+        spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - no session is the finding
+        print(f"  FAILED   could not start Spark: {_one_line(exc)}")
+        return 1
+    try:
+        spark.sparkContext.setLogLevel("FATAL")
+        found = executors_import(spark)
+    finally:
+        spark.stop()
+    _print_check(found)
+    return 0 if found.ok else 1
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from PIL import Image, features
 
     from . import __version__
+    from ._doctor import python_pyspark_java, supported_summary
     from .image import ACCEPTED_FORMATS
 
     problems = 0
@@ -397,13 +462,13 @@ def _doctor(args: argparse.Namespace) -> int:
         found = f"Java {version}" if version else "no Java"
         print(f"  MISSING  {found} at {java}: Spark needs Java 17 or newer. Debian/Ubuntu: "
               "sudo apt-get install -y openjdk-17-jre-headless, or set JAVA_HOME to a JDK 17+")
-    for name in ("pyspark", "pyarrow", "Pillow", "numpy", "pandas", "requests"):
-        found_version = _distribution_version(name)
-        if found_version is None:
-            problems += 1
-            print(f"  MISSING  {name}: pip install --force-reinstall sparkimg_ml")
-        else:
-            print(f"  ok       {name} {found_version}")
+    problems += _doctor_dependencies()
+
+    print(f"supported combinations: {supported_summary()}")
+    combination = python_pyspark_java(sys.version_info[:2], _distribution_version("pyspark"), major or None)
+    for finding in combination:
+        problems += not finding.ok
+        _print_check(finding)
 
     print("image codecs (Pillow):")
     turbo = features.check_feature("libjpeg_turbo")
@@ -420,20 +485,11 @@ def _doctor(args: argparse.Namespace) -> int:
     readable = [name for name in ACCEPTED_FORMATS if name in Image.OPEN]
     print(f"  formats read by the featurizer: {', '.join(readable)}")
 
-    print("optional extras:")
-    extras = _extras()
-    for extra in sorted(extras):
-        if extra in ("test", "dev"):
-            continue
-        missing = [name for name in extras[extra] if _distribution_version(name) is None]
-        status = "ok" if not missing else "missing"
-        hint = f" -> pip install 'sparkimg_ml[{extra}]'" if missing else ""
-        installed = ", ".join(f"{n} {_distribution_version(n)}" for n in extras[extra] if n not in missing)
-        print(f"  {status:<8} [{extra}] {installed}{' ' if installed and missing else ''}"
-              f"{'(no ' + ', '.join(missing) + ')' if missing else ''}{hint}")
-    if not extras:
-        print("  (package metadata not found: install sparkimg_ml with pip to see its extras)")
-    print("everything needed is present" if not problems else f"{problems} required piece(s) missing")
+    if args.spark and not problems:
+        problems += _doctor_spark(args)
+    elif args.spark:
+        print("executors: not checked (fix the problems above first)")
+    print("everything needed is present" if not problems else f"{problems} problem(s) found")
     return 0 if not problems else 1
 
 
@@ -486,9 +542,17 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Dict[str, Any]]]:
     _add_spark_options(preview)
     preview_options = add_featurizer_options(preview)
 
-    commands.add_parser("doctor", help="check Java, libraries, image codecs and optional extras",
-                        description="Check Java, library versions, Pillow's codecs and the optional extras, "
-                                    "and say what to install for anything missing.")
+    doctor = commands.add_parser(
+        "doctor", help="check Java, dependencies, supported versions, image codecs, extras (and executors)",
+        description="Check Java, the dependencies and extras the installed package declares, whether this "
+                    "Python/pyspark/Java combination is supported, and Pillow's codecs; say what to install for "
+                    "anything missing. With --spark, also run a one-task Spark job that proves the executors "
+                    "can import sparkimg_ml.")
+    doctor.add_argument("--spark", action="store_true",
+                        help="also start Spark and check that its executors can import sparkimg_ml")
+    doctor.add_argument("--master", default="local[1]", help="Spark master for --spark (default: local[1])")
+    doctor.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Spark configuration value for --spark; repeatable")
     return parser, {"featurize": featurize_options, "preview": preview_options}
 
 

@@ -105,7 +105,7 @@ def ship(spark: Any, directory: Optional[str] = None) -> Path:
     --------
     >>> import sparkimg_ml.deploy
     >>> sparkimg_ml.deploy.ship(spark)  # doctest: +SKIP
-    PosixPath('/tmp/sparkimg_ml-ship-.../sparkimg_ml-0.2.0-3f9c1d2e4a5b.zip')
+    PosixPath('/tmp/sparkimg_ml-ship-.../sparkimg_ml-0.3.0-3f9c1d2e4a5b.zip')
     """
     archive = package_archive(directory)
     key = f"{_session_key(spark)}:{archive.name}"

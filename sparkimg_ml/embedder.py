@@ -222,6 +222,8 @@ class ImageEmbedder(
             model_uri=self.getModelUri(), model_sha256=model.sha256, output_node=output.name,
             output_size=size, batch_size=self.getBatchSize(), intra_op_threads=self.getIntraOpThreads(),
         )
+        check_storage_backends(dataset, stage, self.getInputCol(), kind, self.getHandleInvalid(),
+                               task.images.fetch.storage_protocols)
         return add_image_output(
             dataset, uid=self.uid, input_col=self.getInputCol(), kind=kind,
             udf=make_image_udf(functools.partial(embed_batches, task=task), udf_format, kind),

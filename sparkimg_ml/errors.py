@@ -28,6 +28,9 @@ REASON_CODES: dict[str, str] = {
     "too_many_redirects": "more redirects than allowed, or a redirect loop",
     "blocked": "the address or host is refused by the network policy",
     "unsupported_scheme": "the source's scheme is not one the featurizer reads",
+    "missing_dependency": "the package that reads the source's storage protocol is not installed where the row "
+                          "was read; the detail names it and the extra to install (e.g. missing_dependency: "
+                          "gs:// needs gcsfs (pip install 'sparkimg_ml[gcs]'))",
     "not_found": "a local or storage path does not exist",
     "not_a_file": "a local path is a directory, FIFO, device or other non-regular file",
     "local_files_disabled": "the source is a local path but local-file reading is turned off",
@@ -76,6 +79,16 @@ class SourceError(Exception):
 
     def __reduce__(self):  # keep code/detail when pickled across processes
         return (SourceError, (self.code, self.detail))
+
+
+class MissingDependencyError(ImportError):
+    """A package the input needs is not installed (``handleInvalid="error"``, raised on the driver).
+
+    Examples
+    --------
+    >>> issubclass(MissingDependencyError, ImportError)
+    True
+    """
 
 
 _SECRET_QUERY_KEY = re.compile(

@@ -24,6 +24,7 @@ from .params.stage import (
     HasColumns,
     add_image_output,
     check_output_columns,
+    check_storage_backends,
     image_input_kind,
 )
 from .schema import FEATURIZER_OUTPUT_COL
@@ -126,6 +127,8 @@ class ImageUrlFeaturizer(
             handle_invalid=self.getHandleInvalid(), input_col=self.getInputCol(),
             features_format=udf_format, stage_name=stage,
         )
+        check_storage_backends(dataset, stage, self.getInputCol(), kind, task.handle_invalid,
+                               task.fetch.storage_protocols)
         return add_image_output(
             dataset, uid=self.uid, input_col=self.getInputCol(), kind=kind,
             udf=make_image_udf(functools.partial(featurize_batches, task=task), udf_format, kind),

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from ..errors import SourceError
+from .backends import filesystem_class, missing_dependency
 from .deadline import BLOCKING_CALLS, CallTimeout
 from .local import file_error
 from .secrets import redact_secrets, secret_values
@@ -38,23 +39,18 @@ class StorageReader:
             fs = self._filesystems.get(protocol)
         if fs is not None:
             return fs
+        implementation = filesystem_class(protocol)  # missing_dependency when its package is not installed
+        import fsspec
+
         try:
-            import fsspec
-        except ImportError:
-            raise SourceError("unsupported_scheme",
-                              f"{protocol}: needs fsspec: pip install 'sparkimg_ml[cloud]'") from None
-        try:
-            implementation = fsspec.get_filesystem_class(protocol)
             # Options given for an alias (s3 for s3a, gs for gcs, abfs for az) apply too.
             aliases = implementation.protocol
             names = [protocol] + ([aliases] if isinstance(aliases, str) else list(aliases))
             options: dict[str, Any] = next(
                 (self._storage_options[n] for n in names if n in self._storage_options), {})
             fs = fsspec.filesystem(protocol, **options)
-        except ImportError as exc:
-            raise SourceError("unsupported_scheme", f"{protocol}: {exc}") from None
-        except ValueError:
-            raise SourceError("unsupported_scheme", f"{protocol}: is not an fsspec protocol") from None
+        except ImportError as exc:  # a back-end importing more when it starts (e.g. webhdfs: requests)
+            raise missing_dependency(protocol, exc) from None
         except Exception as exc:  # noqa: BLE001 - a back-end failing to start fails this row, not the job
             raise self._backend_error(exc) from None
         with self._lock:

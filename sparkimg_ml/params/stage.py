@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructType
 
 from ..errors import missing_column
+from ..fetch.backends import BACKEND_CHECK_ROWS, check_backends
 from ..schema import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR
 
 C = TypeVar("C", bound="HasColumns")
@@ -89,6 +90,20 @@ def keeps_every_row(image: Column, kind: str) -> Column:
     """
     measured = image.getField("data") if kind == IMAGE_STRUCT else image
     return F.coalesce(F.length(measured), F.lit(0)) >= 0
+
+
+def check_storage_backends(dataset: DataFrame, stage: str, input_col: str, kind: str, handle_invalid: str,
+                           storage_protocols: Sequence[str]) -> None:
+    """With ``handleInvalid="error"``, fail here on the driver when the first sources need a storage
+    back-end that is not installed (``gs://`` without gcsfs), instead of in the first task.
+
+    Streaming inputs cannot be sampled, and other modes record the reason per row
+    (``missing_dependency``), so only a batch ``error`` job is checked.
+    """
+    if handle_invalid != "error" or kind != SOURCE or dataset.isStreaming:
+        return
+    first = [row[0] for row in dataset.select(input_col).limit(BACKEND_CHECK_ROWS).collect()]
+    check_backends(stage, input_col, first, storage_protocols)
 
 
 def add_image_output(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import importlib
 import io
 import json
 import os
@@ -752,19 +753,18 @@ def test_fetch_names_the_missing_storage_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "fsspec", None)  # import fsspec now raises ImportError
     with fetcher() as fetch:
         assert failure(fetch, "s3://bucket/a.png").reason == (
-            "unsupported_scheme: s3: needs fsspec: pip install 'sparkimg_ml[cloud]'")
+            "missing_dependency: s3:// needs s3fs (pip install 'sparkimg_ml[s3]')")
 
 
-def test_fetch_names_a_missing_fsspec_backend():
-    try:
-        import gcsfs  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("gcsfs is installed")
+def test_fetch_names_a_missing_fsspec_backend(monkeypatch):
+    registry = importlib.import_module("fsspec.registry")  # `fsspec.registry` is a mapping, not the module
+
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if gcsfs were not installed
+    for protocol in ("gs", "gcs"):
+        monkeypatch.delitem(registry._registry, protocol, raising=False)
     with fetcher() as fetch:
         error = failure(fetch, "gs://bucket/a.png")
-    assert error.code == "unsupported_scheme" and "gcsfs" in error.reason
+    assert error.reason == "missing_dependency: gs:// needs gcsfs (pip install 'sparkimg_ml[gcs]')"
 
 
 class _StallingFileSystem(MemoryFileSystem):
