@@ -33,6 +33,7 @@ from .params.stage import (
     HasColumns,
     add_image_output,
     check_output_columns,
+    check_storage_backends,
     image_input_kind,
 )
 from .schema import EMBEDDER_OUTPUT_COL, EMBEDDING_KEY, ML_ATTR_KEY, VECTOR
