@@ -127,6 +127,8 @@ class ImageEmbedder(
         allowedHosts: Optional[List[str]] = None,
         storageProtocols: Optional[List[str]] = None,
         storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
+        maxRequestsPerSecondPerHost: float = 0.0,
+        respectOptOut: bool = False,
     ) -> None:
         super().__init__()
         self._setDefault(outputCol="embedding")
@@ -175,6 +177,8 @@ class ImageEmbedder(
         allowedHosts: Optional[List[str]] = None,
         storageProtocols: Optional[List[str]] = None,
         storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
+        maxRequestsPerSecondPerHost: float = 0.0,
+        respectOptOut: bool = False,
     ) -> "ImageEmbedder":
         """Sets params for this embedder; unnamed params keep their values.
 

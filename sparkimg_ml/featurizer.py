@@ -103,6 +103,8 @@ class ImageUrlFeaturizer(
         allowedHosts: Optional[List[str]] = None,
         storageProtocols: Optional[List[str]] = None,
         storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
+        maxRequestsPerSecondPerHost: float = 0.0,
+        respectOptOut: bool = False,
     ) -> None:
         super().__init__()
         self._setDefault(outputCol="features", handleInvalid="error")
@@ -145,6 +147,8 @@ class ImageUrlFeaturizer(
         allowedHosts: Optional[List[str]] = None,
         storageProtocols: Optional[List[str]] = None,
         storageOptions: Optional[Dict[str, Dict[str, Any]]] = None,
+        maxRequestsPerSecondPerHost: float = 0.0,
+        respectOptOut: bool = False,
     ) -> "ImageUrlFeaturizer":
         """Sets params for this featurizer; unnamed params keep their values."""
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}

@@ -11,7 +11,8 @@ Routes (``GET``):
 ``/validated``                      the PNG with ``ETag: "v1"`` and a fixed ``Last-Modified``;
                                     ``304 Not Modified`` when ``If-None-Match`` names ``"v1"`` (or
                                     ``*``), or, without ``If-None-Match``, when ``If-Modified-Since``
-                                    is not earlier than ``Last-Modified``
+                                    is not earlier than ``Last-Modified``; ``?tag=V`` adds
+                                    ``X-Robots-Tag: V`` to either answer
 ``/robots?tag=V``                   the PNG with ``X-Robots-Tag: V`` (the parameter may repeat: one
                                     header per value)
 ``/echo-status/<code>``             that status; the body and an ``X-Echo`` header repeat the request
@@ -72,6 +73,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, PNG, [("Content-Type", "image/png")])
         elif parts.path == "/validated":
             validators = [("ETag", ETAG), ("Last-Modified", LAST_MODIFIED)]
+            validators += [("X-Robots-Tag", v) for v in query.get("tag", [])]
             if _not_modified(self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")):
                 self._send(304, b"", validators)
             else:
