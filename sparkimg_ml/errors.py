@@ -48,6 +48,10 @@ REASON_CODES: dict[str, str] = {
     "io_error": "reading a local file failed with an operating-system error",
     "bad_tensor": "a tensor value does not fit its column's recorded shape or element type (previews of "
                   "tensor columns)",
+    "not_modified": "a conditional re-fetch (Fetcher.fetch_with_validators) found the copy named by the previous "
+                    "ETag/Last-Modified current (HTTP 304): nothing was downloaded, the earlier result still holds",
+    "opted_out": "with respectOptOut, the server marked the image X-Robots-Tag noai or noimageai (the detail "
+                 "names the directive): its owner asks that it not be used for AI",
 }
 
 

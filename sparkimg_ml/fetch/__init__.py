@@ -13,6 +13,7 @@ One module per concern:
 * :mod:`.secrets` — credential headers and storage options, ``env:NAME`` references;
 * :mod:`.deadline` — running blocking calls under the per-row deadline, the watchdog;
 * :mod:`.http` — the HTTP transport: guarded connections, retries, redirects;
+* :mod:`.polite` — crawl etiquette: per-host rate limit, conditional re-fetches, opt-out headers;
 * :mod:`.local`, :mod:`.data_uri`, :mod:`.storage` — the other readers;
 * :mod:`.fetcher` — :class:`Fetcher`, which sends each source to its reader.
 """
@@ -26,6 +27,7 @@ from .policy import (
     NetworkPolicy,
     parse_host_rule,
 )
+from .polite import OPT_OUT_DIRECTIVES, Fetched, Validators
 from .secrets import (
     ENV_PREFIX,
     SECRET_HEADER_PATTERN,
@@ -36,7 +38,7 @@ from .secrets import (
 )
 
 __all__ = [
-    "ALWAYS_BLOCKED_NETWORKS", "DEFAULT_STORAGE_PROTOCOLS", "ENV_PREFIX", "PRIVATE_NETWORKS",
-    "SECRET_HEADER_PATTERN", "SENSITIVE_HEADERS", "USER_AGENT", "FetchOptions", "Fetcher", "NetworkPolicy",
-    "is_secret_header", "is_secret_option", "parse_host_rule", "resolve_env",
+    "ALWAYS_BLOCKED_NETWORKS", "DEFAULT_STORAGE_PROTOCOLS", "ENV_PREFIX", "OPT_OUT_DIRECTIVES", "PRIVATE_NETWORKS",
+    "SECRET_HEADER_PATTERN", "SENSITIVE_HEADERS", "USER_AGENT", "FetchOptions", "Fetched", "Fetcher",
+    "NetworkPolicy", "Validators", "is_secret_header", "is_secret_option", "parse_host_rule", "resolve_env",
 ]

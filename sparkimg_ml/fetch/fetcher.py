@@ -12,6 +12,7 @@ from .deadline import BLOCKING_CALLS, CallTimeout
 from .http import HttpClient
 from .local import read_local
 from .options import FetchOptions
+from .polite import Fetched, Validators
 from .secrets import resolve_env, resolve_options
 from .storage import StorageReader
 
@@ -88,6 +89,50 @@ class Fetcher:
             + (f", {', '.join(self.options.storage_protocols)} (storageProtocols)"
                if self.options.storage_protocols else ""),
         )
+
+    def fetch_with_validators(self, source: str, previous: Validators | None = None) -> Fetched:
+        """The bytes behind ``source`` and the validators its server sent; a conditional re-fetch with ``previous``.
+
+        For ``http(s)://`` sources, ``previous.etag`` is sent as ``If-None-Match``
+        and ``previous.last_modified`` as ``If-Modified-Since`` (on every redirect
+        hop); a server answering ``304 Not Modified`` makes this raise
+        ``SourceError("not_modified")``, so nothing is downloaded again. Other
+        sources are read as by :meth:`fetch`, ``previous`` is not consulted and the
+        validators returned are empty.
+
+        Parameters
+        ----------
+        source : str
+            As for :meth:`fetch`.
+        previous : Validators, optional
+            The ``ETag`` / ``Last-Modified`` returned with an earlier copy.
+
+        Returns
+        -------
+        Fetched
+            ``(body, validators)``: keep ``validators`` to re-fetch conditionally next time.
+
+        Raises
+        ------
+        ValueError
+            When a validator holds control characters (it could not be sent as a header).
+
+        Examples
+        --------
+        >>> with Fetcher() as fetcher:
+        ...     fetcher.fetch_with_validators("data:text/plain;base64,aGVsbG8=", Validators('"v1"'))
+        Fetched(body=b'hello', validators=Validators(etag=None, last_modified=None))
+        """
+        if previous is not None:
+            previous.request_headers()  # a bad validator is the caller's mistake, whatever the source
+        text = source.strip() if source else ""
+        try:
+            scheme = urlsplit(text).scheme.lower()
+        except ValueError:
+            scheme = ""
+        if scheme in ("http", "https"):
+            return self._http.fetch_validated(text, time.monotonic() + self.options.timeout, previous)
+        return Fetched(self.fetch(source), Validators())
 
     def _read_local(self, path: str, deadline: float) -> bytes:
         if not self.options.allow_local_files:

@@ -25,6 +25,11 @@
   A watchdog shuts the socket of an exchange that outlives its deadline, so
   even a server that drips its headers or body one byte at a time cannot hold
   a thread past the deadline.
+* Crawl etiquette (:mod:`.polite`): requests to one host are spaced by
+  ``max_requests_per_second_per_host``, conditional requests carry a previous
+  copy's validators (a ``304`` is ``not_modified``), and with
+  ``respect_opt_out`` an ``X-Robots-Tag: noai``/``noimageai`` answer is
+  ``opted_out`` before its body is read.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from ..errors import SourceError
 from .deadline import BLOCKING_CALLS, CallTimeout, Watchdog
 from .options import FetchOptions
 from .policy import IPAddress, NetworkPolicy
+from .polite import Fetched, HostRateLimit, Validators, agent_token, opt_out_directive
 from .secrets import SENSITIVE_HEADERS
 
 #: The default ``User-Agent`` header.
@@ -246,6 +252,14 @@ class _Target(NamedTuple):
         return self.scheme, self.host, self.port
 
 
+class _Answer(NamedTuple):
+    """One exchange's outcome: a body and its validators, or a redirect's location."""
+
+    body: bytes | None
+    location: str | None
+    validators: Validators = Validators()
+
+
 class HttpClient:
     """Fetches ``http(s)://`` URLs for one :class:`~sparkimg_ml.fetch.Fetcher`; thread-safe.
 
@@ -260,6 +274,10 @@ class HttpClient:
         self._headers.update(headers)
         self._guard = _Guard(NetworkPolicy(options.block_private_networks, options.allowed_hosts))
         self._slots = _HostSlots(options.max_connections_per_host)
+        self._rates = (HostRateLimit(options.max_requests_per_second_per_host)
+                       if options.max_requests_per_second_per_host > 0 else None)
+        agents = [v for k, v in self._headers.items() if k.lower() == "user-agent"]
+        self._agent = agent_token(agents[-1] if agents else USER_AGENT)
         self._pools = self._new_pool_manager()
 
     def _new_pool_manager(self) -> urllib3.PoolManager:
@@ -279,15 +297,24 @@ class HttpClient:
 
     def fetch(self, url: str, deadline: float) -> bytes:
         """The body of ``url``, following redirects and retrying within ``deadline`` (a monotonic time)."""
+        return self.fetch_validated(url, deadline).body
+
+    def fetch_validated(self, url: str, deadline: float, previous: Validators | None = None) -> Fetched:
+        """:meth:`fetch`, sending ``previous`` validators (on every hop) and returning the new ones.
+
+        An unchanged source (HTTP 304) raises ``SourceError("not_modified")``.
+        """
         target = _Target.parse(url)
         origin = target.origin
         headers = self._headers
+        if previous is not None:
+            headers = {**headers, **previous.request_headers()}
         visited = {url}
         for _ in range(self.options.max_redirects + 1):
-            body, location = self._with_retries(target, headers, deadline)
+            body, location, validators = self._with_retries(target, headers, deadline)
             if location is None:
                 assert body is not None
-                return body
+                return Fetched(body, validators)
             next_url = urljoin(target.url, location)
             scheme = urlsplit(next_url).scheme.lower()
             if scheme not in ("http", "https"):
@@ -300,8 +327,7 @@ class HttpClient:
                 headers = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
         raise SourceError("too_many_redirects", f"more than {self.options.max_redirects} redirects")
 
-    def _with_retries(self, target: _Target, headers: dict[str, str],
-                      deadline: float) -> tuple[bytes | None, str | None]:
+    def _with_retries(self, target: _Target, headers: dict[str, str], deadline: float) -> _Answer:
         for attempt in itertools.count():
             try:
                 return self._exchange(target, headers, deadline)
@@ -318,14 +344,15 @@ class HttpClient:
                 time.sleep(wait)
         raise AssertionError("unreachable")  # itertools.count() never ends
 
-    def _exchange(self, target: _Target, headers: dict[str, str],
-                  deadline: float) -> tuple[bytes | None, str | None]:
-        """One request: (body, None) on 2xx, (None, location) on a redirect."""
+    def _exchange(self, target: _Target, headers: dict[str, str], deadline: float) -> _Answer:
+        """One request: (body, None, validators) on 2xx, (None, location) on a redirect."""
         if target.basic_auth:
             headers = {**headers, "Authorization": target.basic_auth}
         self._slots.acquire(target.host, deadline)
         self._guard.local.deadline = deadline
         try:
+            if self._rates is not None:  # holding the slot: the request starts right after its turn
+                self._rates.wait(target.host, deadline)
             response = self._send(target, headers, deadline)
             try:
                 status = response.status
@@ -333,13 +360,18 @@ class HttpClient:
                     location = response.headers.get("Location")
                     if not location:
                         raise SourceError("bad_response", f"HTTP {status} redirect without a Location")
-                    return None, location
+                    return _Answer(None, location)
+                if status == 304 and ("If-None-Match" in headers or "If-Modified-Since" in headers):
+                    self._check_opt_out(response)  # an owner who opted out since the last copy is heard
+                    raise SourceError("not_modified", "HTTP 304: the copy the validators name is current")
                 if status == 429 or 500 <= status <= 599:
                     raise _Retry(SourceError(f"http_{status}", _phrase(status)),
                                  _retry_after(response.headers.get("Retry-After")))
                 if not 200 <= status <= 299:
                     raise SourceError(f"http_{status}", _phrase(status))
-                return self._read_body(response, deadline), None
+                self._check_opt_out(response)
+                validators = Validators(response.headers.get("ETag"), response.headers.get("Last-Modified"))
+                return _Answer(self._read_body(response, deadline), None, validators)
             finally:
                 # A body read to its end has already handed the connection back to the
                 # pool; otherwise the connection is closed, never reused mid-response.
@@ -347,6 +379,13 @@ class HttpClient:
         finally:
             self._guard.disarm()
             self._slots.release(target.host)
+
+    def _check_opt_out(self, response: BaseHTTPResponse) -> None:
+        """``SourceError("opted_out")`` when ``respect_opt_out`` is on and the response opts out of AI use."""
+        if self.options.respect_opt_out:
+            directive = opt_out_directive(response.headers.getlist("X-Robots-Tag"), self._agent)
+            if directive is not None:
+                raise SourceError("opted_out", f"X-Robots-Tag {directive}")
 
     def _send(self, target: _Target, headers: dict[str, str], deadline: float) -> BaseHTTPResponse:
         remaining = deadline - time.monotonic()

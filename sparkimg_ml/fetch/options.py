@@ -59,6 +59,13 @@ class FetchOptions:
         fsspec options per protocol, e.g.
         ``{"s3": {"endpoint_url": "http://127.0.0.1:9000"}}``; string values
         ``"env:NAME"`` are read from the environment.
+    max_requests_per_second_per_host : float
+        Requests one fetcher starts to one host per second (every retry and
+        redirect hop counts); ``0`` turns the limit off. A row that would have to
+        wait past its deadline for its turn fails with ``timeout`` at once.
+    respect_opt_out : bool
+        Refuse images served with ``X-Robots-Tag: noai`` or ``noimageai`` (reason
+        ``opted_out``).
 
     Examples
     --------
@@ -85,6 +92,8 @@ class FetchOptions:
     allowed_hosts: list[str] = field(default_factory=list)
     storage_protocols: list[str] = field(default_factory=lambda: list(DEFAULT_STORAGE_PROTOCOLS))
     storage_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_requests_per_second_per_host: float = 0.0
+    respect_opt_out: bool = False
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "max_bytes", "max_connections_per_host"):
@@ -94,6 +103,7 @@ class FetchOptions:
         for name in ("timeout", "connect_timeout"):
             _check_number(name, getattr(self, name), minimum=0, strict=True)
         _check_number("max_retry_wait", self.max_retry_wait, minimum=0)
+        _check_number("max_requests_per_second_per_host", self.max_requests_per_second_per_host, minimum=0)
         for rule in self.allowed_hosts:
             parse_host_rule(rule)
         # Private copies: later changes to the caller's containers must not leak in.

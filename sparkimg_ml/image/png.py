@@ -38,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import struct
+import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,12 +69,17 @@ _SPNG_CRC_USE = 2
 _CHUNK_LIMIT = 64 * 1024 * 1024
 
 
-def _load_libspng() -> Optional[Any]:
-    """libspng's C API from the ``pyspng`` wheel's extension module, or None."""
-    spec = importlib.util.find_spec("pyspng")
+def _load_libspng() -> tuple[Any | None, str | None]:
+    """libspng's C API from the ``pyspng`` wheel's extension module and None, or None and why not."""
+    try:
+        spec = importlib.util.find_spec("pyspng")
+    except (ImportError, ValueError) as exc:
+        return None, f"pyspng cannot be located: {type(exc).__name__}: {exc}"
     if spec is None or not spec.submodule_search_locations:
-        return None
-    for path in Path(next(iter(spec.submodule_search_locations))).glob("_pyspng_c*"):
+        return None, "pyspng (the [fast] extra) is not installed"
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    failures = []
+    for path in sorted(folder.glob("_pyspng_c*")):
         try:
             lib = ctypes.CDLL(str(path))  # CDLL: the GIL is released during every call
             lib.spng_ctx_new.restype = ctypes.c_void_p
@@ -86,18 +92,35 @@ def _load_libspng() -> Optional[Any]:
             lib.spng_decoded_image_size.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t)]
             lib.spng_decode_image.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
                                               ctypes.c_int]
-        except (OSError, AttributeError):
+        except (OSError, AttributeError) as exc:
+            failures.append(f"{path.name}: {type(exc).__name__}: {exc}")
             continue
-        return lib
-    return None
+        return lib, None
+    if not failures:
+        return None, f"pyspng is installed at {folder} but has no _pyspng_c extension module"
+    return None, "pyspng is installed but libspng could not be loaded from it (" + "; ".join(failures) + ")"
 
 
-_LIBSPNG = _load_libspng()
+_LIBSPNG, _UNAVAILABLE_REASON = _load_libspng()
+if _UNAVAILABLE_REASON is not None and not _UNAVAILABLE_REASON.endswith("is not installed"):
+    # Installed but unusable: say so once, instead of silently decoding every PNG with Pillow.
+    warnings.warn(f"the libspng PNG fast path is off: {_UNAVAILABLE_REASON}", RuntimeWarning, stacklevel=1)
 
 
 def available() -> bool:
     """Whether libspng is installed (``pip install 'sparkimg_ml[fast]'``)."""
     return _LIBSPNG is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why the libspng fast path is off (not installed, or installed but not loadable), or None when it is on.
+
+    Examples
+    --------
+    >>> (unavailable_reason() is None) == available()
+    True
+    """
+    return _UNAVAILABLE_REASON
 
 
 def _chunks(view: memoryview) -> Iterator[tuple[bytes, int, int]]:

@@ -101,6 +101,7 @@ def model_fetch_options(fetch: Optional[FetchOptions] = None, uri: str = "") -> 
     return replace(
         base, concurrency=1, max_bytes=MAX_MODEL_BYTES, timeout=max(base.timeout, MODEL_READ_TIMEOUT),
         allow_local_files=True, block_private_networks=False, allowed_hosts=[], storage_protocols=protocols,
+        max_requests_per_second_per_host=0.0, respect_opt_out=False,  # crawl etiquette is for images
     )
 
 

@@ -34,6 +34,8 @@ class FetchParamValues(TypedDict, total=False):
     allowedHosts: Optional[list[str]]
     storageProtocols: Optional[list[str]]
     storageOptions: Optional[dict[str, dict[str, Any]]]
+    maxRequestsPerSecondPerHost: float
+    respectOptOut: bool
 
 
 F = TypeVar("F", bound="HasFetchParams")
@@ -227,6 +229,17 @@ class HasFetchParams(Params):
         "configuration (environment, instance role).",
         typeConverter=convert_storage_options,
     )
+    maxRequestsPerSecondPerHost: Param[float] = Param(
+        Params._dummy(), "maxRequestsPerSecondPerHost",
+        "requests one Spark task starts to one host per second (retries and redirect hops count), "
+        "0 for no limit; a row whose turn would come after its timeout fails with reason timeout at once.",
+        typeConverter=conv.positive_float("maxRequestsPerSecondPerHost", allow_zero=True),
+    )
+    respectOptOut: Param[bool] = Param(
+        Params._dummy(), "respectOptOut",
+        "refuse images served with X-Robots-Tag noai or noimageai (reason opted_out).",
+        typeConverter=conv.boolean("respectOptOut"),
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -242,6 +255,8 @@ class HasFetchParams(Params):
             allowedHosts=defaults.allowed_hosts, storageProtocols=defaults.storage_protocols,
             storageOptions=defaults.storage_options,
         )
+        self._setDefault(maxRequestsPerSecondPerHost=defaults.max_requests_per_second_per_host,
+                         respectOptOut=defaults.respect_opt_out)
 
     def getConcurrency(self) -> int:
         """Gets the value of concurrency or its default value."""
@@ -355,6 +370,22 @@ class HasFetchParams(Params):
         """Sets the value of :py:attr:`storageOptions`."""
         return self._set(storageOptions=value)
 
+    def getMaxRequestsPerSecondPerHost(self) -> float:
+        """Gets the value of maxRequestsPerSecondPerHost or its default value."""
+        return self.getOrDefault(self.maxRequestsPerSecondPerHost)
+
+    def setMaxRequestsPerSecondPerHost(self: F, value: float) -> F:
+        """Sets the value of :py:attr:`maxRequestsPerSecondPerHost`."""
+        return self._set(maxRequestsPerSecondPerHost=value)
+
+    def getRespectOptOut(self) -> bool:
+        """Gets the value of respectOptOut or its default value."""
+        return self.getOrDefault(self.respectOptOut)
+
+    def setRespectOptOut(self: F, value: bool) -> F:
+        """Sets the value of :py:attr:`respectOptOut`."""
+        return self._set(respectOptOut=value)
+
     def _fetch_options(self) -> FetchOptions:
         """The plain-Python description of this stage's fetching limits (``env:`` values unresolved)."""
         return FetchOptions(
@@ -367,4 +398,6 @@ class HasFetchParams(Params):
             block_private_networks=self.getBlockPrivateNetworks(),
             allowed_hosts=self.getAllowedHosts(), storage_protocols=self.getStorageProtocols(),
             storage_options=self.getStorageOptions(),
+            max_requests_per_second_per_host=self.getMaxRequestsPerSecondPerHost(),
+            respect_opt_out=self.getRespectOptOut(),
         )

@@ -101,7 +101,7 @@ def test_results_and_errors_do_not_depend_on_the_fast_path(monkeypatch, name, sp
         np.testing.assert_array_equal(with_fast, without)
 
 
-@pytest.mark.skipif(not _png.available(), reason="pyspng (the [fast] extra) is not installed")
+@pytest.mark.skipif(not _png.available(), reason=f"the libspng fast path is off: {_png.unavailable_reason()}")
 def test_plain_pngs_are_decoded_by_libspng_to_pillows_pixels():
     for mode, data in PLAIN.items():
         fast = _png.decode_plain_png(data, max_pixels=10**9)
@@ -109,7 +109,7 @@ def test_plain_pngs_are_decoded_by_libspng_to_pillows_pixels():
         np.testing.assert_array_equal(np.asarray(fast), np.asarray(Image.open(io.BytesIO(data))))
 
 
-@pytest.mark.skipif(not _png.available(), reason="pyspng (the [fast] extra) is not installed")
+@pytest.mark.skipif(not _png.available(), reason=f"the libspng fast path is off: {_png.unavailable_reason()}")
 def test_libspng_runs_without_the_gil_and_threads_decode_independently():
     # ctypes.CDLL (unlike PyDLL) releases the GIL for each call, so a task's fetch
     # threads keep running while one of them decodes a PNG.
@@ -122,7 +122,7 @@ def test_libspng_runs_without_the_gil_and_threads_decode_independently():
         np.testing.assert_array_equal(np.asarray(fast), np.asarray(image))
 
 
-@pytest.mark.skipif(not _png.available(), reason="pyspng (the [fast] extra) is not installed")
+@pytest.mark.skipif(not _png.available(), reason=f"the libspng fast path is off: {_png.unavailable_reason()}")
 def test_limits_and_libspng_failures_fall_back_to_pillow(monkeypatch):
     data = PLAIN["RGB"]
     assert _png.decode_plain_png(data, max_pixels=37 * 23 - 1) is None
