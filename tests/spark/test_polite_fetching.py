@@ -277,7 +277,7 @@ def test_bad_fetch_options_are_refused(bad, error, message):
 
 
 def test_model_reads_are_not_subject_to_crawl_etiquette():
-    from sparkimg_ml.inference import model_fetch_options
+    from sparkimg_ml.model.onnx import model_fetch_options
 
     options = model_fetch_options(FetchOptions(max_requests_per_second_per_host=0.5, respect_opt_out=True),
                                   "https://models.example.com/m.onnx")
