@@ -1,6 +1,6 @@
 """A generated corpus of image files, one per decoding case, each with its expected result.
 
-Nothing here calls :mod:`sparkimg_ml.image_ops`: every expected array is
+Nothing here calls :mod:`sparkimg_ml.image`: every expected array is
 computed from the known source pixels with numpy, so the corpus checks the
 image layer rather than restating it. ``write_corpus`` writes the files (some
 deliberately misnamed: the featurizer must decode by content) and a
