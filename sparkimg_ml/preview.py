@@ -193,6 +193,13 @@ class ImageGrid:
     def _repr_html_(self) -> str:
         return self.html
 
+    def _repr_png_(self) -> bytes:
+        """The tiles the HTML shows, composed into one PNG (for front-ends that strip HTML styles)."""
+        return _grid_png(self.tiles[: self.html.count("<figure data-tile=")])
+
+    def __repr__(self) -> str:
+        return f"<ImageGrid: {len(self.tiles)} images, {self.failed} failed>"
+
     def save(self, path: Union[str, Path], title: str = "sparkimg_ml preview") -> Path:
         """Write a standalone HTML page (UTF-8) holding the grid; returns the path."""
         target = Path(path)
@@ -201,6 +208,47 @@ class ImageGrid:
             f'<body style="margin:16px;background:#fafafa">{self.html}</body></html>\n', encoding="utf-8")
         return target
 
+
+
+def _grid_png(tiles: Sequence[Tile], columns: int = 8) -> bytes:
+    """``tiles`` drawn with Pillow: thumbnails centred in their squares, red squares with the reason code
+    for failures, captions below; ``columns`` tiles per row (side-by-side tiles count twice)."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    side = max([max(t.width, t.height) for tile in tiles for t in (tile.image, tile.source) if t] + [64])
+    lines = max([len(tile.captions) for tile in tiles] + [0])
+    pair = any(tile.side_by_side for tile in tiles)
+    cell_w, cell_h = (2 * side + 4 if pair else side) + 12, side + 12 + 12 * lines
+    per_row = max(1, min(len(tiles), columns // (2 if pair else 1)))
+    rows = max(1, -(-len(tiles) // per_row))
+    sheet = Image.new("RGB", (per_row * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, tile in enumerate(tiles):
+        x, y = (index % per_row) * cell_w + 6, (index // per_row) * cell_h + 6
+        pictures = [(tile.source, tile.source_failure), (tile.image, tile.failure)] if tile.side_by_side \
+            else [(tile.image, tile.failure)]
+        for offset, (thumbnail, failure) in enumerate(pictures):
+            left = x + offset * (side + 4)
+            if thumbnail is None:
+                draw.rectangle([left, y, left + side - 1, y + side - 1], fill=_FAILURE_BACKGROUND,
+                               outline=_FAILURE_BORDER)
+                draw.text((left + 4, y + 4), (failure or "missing").partition(":")[0], fill="#7f1010")
+                continue
+            picture = Image.open(io.BytesIO(base64.b64decode(thumbnail.data_uri.split(",", 1)[1]))).convert("RGB")
+            square = Image.new("RGB", (side, side), TILE_BACKGROUND)
+            square.paste(picture, ((side - picture.width) // 2, (side - picture.height) // 2))
+            sheet.paste(square, (left, y))
+        for line, (name, value) in enumerate(tile.captions):
+            text = f"{name}: {value}" if name else value
+            room = max(4, (cell_w - 12) // 6)  # the default font is 6 pixels wide a character
+            text = text if len(text) <= room else text[: room - 1] + "~"
+            draw.text((x, y + side + 2 + 12 * line), text, fill="#222222")
+    buffer = io.BytesIO()
+    sheet.save(buffer, "PNG")
+    return buffer.getvalue()
 
 def _as_pixels(image: Any, stretch: bool) -> np.ndarray:
     pixels = np.asarray(image)
@@ -365,6 +413,8 @@ def show_images(
     title : str, optional
         Text shown under the grid (default: the column name and its kind).
 
+    Notes
+    -----
     Rows that cannot be shown (a 404, bytes that are not an image, a null
     tensor, a reason in ``error_col``) become tiles stating the reason; one bad
     row never fails the grid.
