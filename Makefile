@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast test-compat bench bench-smoke lint dist java-check browser-check clean
+.PHONY: demo test test-fast test-compat bench bench-smoke lint dist docs docs-build notebooks java-check browser-check clean
 
 # Spark runs "$JAVA_HOME/bin/java" when JAVA_HOME is set, else "java" from PATH: check the same one.
 java-check:
@@ -33,7 +33,7 @@ browser-check:
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,fast,heif,onnx,torch]" "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,docs,fast,heif,onnx,torch]" "torch==2.13.0"
 	@touch $(STAMP)
 
 demo: java-check $(STAMP)
@@ -56,6 +56,19 @@ bench: java-check $(STAMP)
 bench-smoke: java-check $(STAMP)
 	$(BIN)/python -m benchmarks.run --smoke
 
+# The documentation site (mkdocs.yml, docs/): `docs` serves it with live reload, `docs-build` builds it into
+# site/ as strictly as tests/test_docs_site.py does. Neither fetches anything from the network.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
+
+docs-build: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+# Re-execute notebooks/*.ipynb (each in a scratch directory) and store the fresh outputs in the files;
+# the notebook tests fail when the stored outputs no longer match a fresh run.
+notebooks: java-check $(STAMP)
+	$(BIN)/python tests/notebook_runner.py notebooks/*.ipynb
+
 lint: $(STAMP)
 	$(BIN)/python -m ruff check --isolated --select E,F,W,B --extend-ignore E402,E501,B905 sparkimg_ml tests benchmarks .ci
 	$(BIN)/python -m mypy
@@ -67,4 +80,4 @@ dist: $(STAMP)
 	$(BIN)/python -m twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache demo-output
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .mypy_cache demo-output

@@ -35,6 +35,7 @@ from ..schema import (
 from ..tensors import TensorInfo
 from .columns import as_text, column, require_column, vector_values
 from .html import DEFAULT_MAX_BYTES, Tile, escape, render_grid
+from .sheet import grid_png
 from .thumbnails import (
     IMAGE_FORMATS,
     MAX_SIZE,
@@ -70,6 +71,13 @@ class ImageGrid:
 
     def _repr_html_(self) -> str:
         return self.html
+
+    def _repr_png_(self) -> bytes:
+        """The tiles the HTML shows, composed into one PNG (for front-ends that strip HTML styles)."""
+        return grid_png(self.tiles[: self.html.count("<figure data-tile=")])
+
+    def __repr__(self) -> str:
+        return f"<ImageGrid: {len(self.tiles)} images, {self.failed} failed>"
 
     def save(self, path: Union[str, Path], title: str = "sparkimg_ml preview") -> Path:
         """Write a standalone HTML page (UTF-8) holding the grid; returns the path."""
@@ -215,6 +223,8 @@ def show_images(
     title : str, optional
         Text shown under the grid (default: the column name and its kind).
 
+    Notes
+    -----
     Rows that cannot be shown (a 404, bytes that are not an image, a null
     tensor, a reason in ``error_col``) become tiles stating the reason; one bad
     row never fails the grid.

@@ -19,8 +19,8 @@ CAPTION_CHARS = 60
 #: Narrowest tile, in CSS pixels, so captions stay readable under small thumbnails.
 MIN_TILE_WIDTH = 96
 
-_FAILURE_BACKGROUND = "#fde2e2"
-_FAILURE_BORDER = "#c62828"
+FAILURE_BACKGROUND = "#fde2e2"
+FAILURE_BORDER = "#c62828"
 _TILE_BACKGROUND = "rgb({},{},{})".format(*TILE_BACKGROUND)
 
 
@@ -62,7 +62,7 @@ def _picture(thumbnail: Optional[Thumbnail], failure: Optional[str], size: int, 
         detail = detail[: room - 1] + "\u2026" if room > 1 else ""
     shown = f"&#9888;<br><b>{escape(code)}</b>" + (f"<br>{escape(detail)}" if detail else "")
     small = size < 96  # a reason code such as "http_404" still fits on one line of a 64-pixel square
-    return (f'<div data-failure="1" title="{escape(reason)}" style="{box}background:{_FAILURE_BACKGROUND};'
+    return (f'<div data-failure="1" title="{escape(reason)}" style="{box}background:{FAILURE_BACKGROUND};'
             f'color:#7f1010;padding:{3 if small else 6}px;text-align:center;overflow-wrap:anywhere;'
             f'font-size:{10 if small else 11}px;line-height:1.2"><span>{shown}</span></div>')
 
@@ -85,7 +85,7 @@ def _tile_html(tile: Tile, size: int) -> str:
                     + _picture(tile.image, tile.failure, size, "model input"))
         legend = ('<div style="display:flex;gap:4px;font-size:10px;color:#666;margin-top:2px">'
                   f'<span style="width:{size}px">source</span><span style="width:{size}px">model input</span></div>')
-    border = f"2px solid {_FAILURE_BORDER}" if tile.failed else "1px solid #c8c8c8"
+    border = f"2px solid {FAILURE_BORDER}" if tile.failed else "1px solid #c8c8c8"
     # Captions need some width even under small thumbnails.
     width = max(MIN_TILE_WIDTH, size * (2 if tile.side_by_side else 1) + (4 if tile.side_by_side else 0))
     state = "failed" if tile.failed else "ok"

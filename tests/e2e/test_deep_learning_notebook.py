@@ -1,7 +1,8 @@
 """The deep-learning notebook runs top to bottom: TorchDistributor training, ONNX export, scoring.
 
-The notebook is executed once; the tests then check what it printed and, independently,
-the files it wrote (the Parquet tensors, the exported ONNX network, the saved PipelineModel).
+The notebook is executed once; the tests then check what it printed, that it shows what its committed
+outputs show, and, independently, the files it wrote (the Parquet tensors, the exported ONNX network,
+the saved PipelineModel).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import re
 import subprocess
 import sys
 
+import nbformat
 import numpy as np
 import pytest
-from notebook_runner import execute
+from notebook_runner import differences, printed, run
 from repo_paths import REPO_ROOT, SUPPORT
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "deep_learning.ipynb"
@@ -21,10 +23,22 @@ SCORER = SUPPORT / "score_saved_pipeline.py"
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    """``(printed text, output directory)`` of one run of the notebook in a fresh directory."""
+def notebook_run(tmp_path_factory):
+    """``(executed notebook, output directory)`` of one run of the notebook in a fresh directory."""
     workdir = tmp_path_factory.mktemp("deep_learning")
-    return execute(NOTEBOOK, workdir), workdir / "deep_learning_output"
+    return run(NOTEBOOK, workdir), workdir / "deep_learning_output"
+
+
+@pytest.fixture(scope="module")
+def executed(notebook_run):
+    """``(printed text, output directory)`` of that run."""
+    notebook, output = notebook_run
+    return printed(notebook), output
+
+
+def test_fresh_run_shows_what_the_committed_outputs_show(notebook_run):
+    found = differences(nbformat.read(NOTEBOOK, as_version=4), notebook_run[0])
+    assert not found, "the stored outputs are stale; run `make notebooks`:\n" + "\n".join(found)
 
 
 def test_cnn_trained_with_torch_distributor_reaches_098_held_out_accuracy(executed):

@@ -1,17 +1,21 @@
-"""The quickstart notebook runs top to bottom, so it never rots."""
+"""The quickstart notebook runs top to bottom and shows what its committed outputs show, so it never rots."""
 
 from __future__ import annotations
 
 import re
 
-from notebook_runner import execute
+import nbformat
+from notebook_runner import differences, printed, run
 from repo_paths import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "quickstart.ipynb"
 
 
-def test_quickstart_notebook_executes_and_reaches_good_accuracy(tmp_path):
-    outputs = execute(NOTEBOOK, tmp_path)
+def test_quickstart_notebook_executes_reaches_good_accuracy_and_matches_its_stored_outputs(tmp_path):
+    fresh = run(NOTEBOOK, tmp_path)
+    outputs = printed(fresh)
     accuracy = float(re.search(r"held-out accuracy: ([0-9.]+)", outputs).group(1))
     assert accuracy >= 0.85
     assert "identical to Spark: True" in outputs
+    found = differences(nbformat.read(NOTEBOOK, as_version=4), fresh)
+    assert not found, "the stored outputs are stale; run `make notebooks`:\n" + "\n".join(found)
