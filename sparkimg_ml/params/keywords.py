@@ -44,8 +44,18 @@ class KeywordParams(Params):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:  # a stage: show its Params as the constructor's keywords
-            cls.__init__.__signature__ = keyword_signature(cls)  # type: ignore[attr-defined]
+        if "__init__" in cls.__dict__ and callable(getattr(cls, "_transform", None)):
+            # A stage: its constructor and setParams show its Params as keywords (help(), notebooks).
+            signature = keyword_signature(cls)
+            cls.__init__.__signature__ = signature  # type: ignore[attr-defined]
+
+            def setParams(self: Any, **params: Any) -> Any:
+                return KeywordParams.setParams(self, **params)
+
+            setParams.__signature__ = signature  # type: ignore[attr-defined]
+            setParams.__doc__ = KeywordParams.setParams.__doc__
+            setParams.__qualname__ = f"{cls.__qualname__}.setParams"
+            cls.setParams = setParams  # type: ignore[method-assign]
 
     def setParams(self: K, **params: Any) -> K:
         """Set Params by name; a Param passed as ``None`` goes back to its default (or unset)."""

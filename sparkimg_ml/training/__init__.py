@@ -38,10 +38,13 @@ In each training process::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .files import TensorFiles
 from .writer import TensorWriteSummary, write_tensors
+
+if TYPE_CHECKING:  # imported lazily below at run time (torch); visible to type checkers and the API docs
+    from .dataset import TensorDataset
 
 
 def __getattr__(name: str) -> Any:
