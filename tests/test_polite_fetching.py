@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
 import pytest
 from crawl_server import ETAG, LAST_MODIFIED, CrawlServer
@@ -193,7 +193,6 @@ def test_the_rate_limit_applies_to_conditional_requests_too(crawl):
 
 
 def _robots(crawl: CrawlServer, *tags: str) -> str:
-    from urllib.parse import urlencode
     return crawl.url("/robots?" + urlencode([("tag", t) for t in tags]))
 
 
@@ -282,23 +281,3 @@ def test_model_reads_are_not_subject_to_crawl_etiquette():
     options = model_fetch_options(FetchOptions(max_requests_per_second_per_host=0.5, respect_opt_out=True),
                                   "https://models.example.com/m.onnx")
     assert options.max_requests_per_second_per_host == 0.0 and options.respect_opt_out is False
-
-
-def test_params_survive_save_and_load(spark, tmp_path):
-    stage = ImageUrlFeaturizer(inputCol="url", maxRequestsPerSecondPerHost=3.0, respectOptOut=True)
-    stage.save(str(tmp_path / "stage"))
-    loaded = ImageUrlFeaturizer.load(str(tmp_path / "stage"))
-    assert loaded.getMaxRequestsPerSecondPerHost() == 3.0 and loaded.getRespectOptOut() is True
-    [part] = [p for p in (tmp_path / "stage" / "metadata").glob("part-*") if p.stat().st_size]
-    metadata = json.loads(part.read_text())
-    assert metadata["paramMap"]["maxRequestsPerSecondPerHost"] == 3.0
-    assert metadata["paramMap"]["respectOptOut"] is True
-
-
-def test_the_featurizer_reports_opted_out_rows_and_keeps_the_rest(spark, crawl):
-    rows = [(_robots(crawl, "noai"),), (crawl.url("/image.png"),), (_robots(crawl, "otherbot: noai"),)]
-    df = spark.createDataFrame(rows, "url string")
-    stage = ImageUrlFeaturizer(inputCol="url", errorCol="error", handleInvalid="keep", imageSize=[4, 4],
-                               respectOptOut=True, maxRequestsPerSecondPerHost=50.0)
-    errors = [row.error for row in stage.transform(df).select("error").collect()]
-    assert errors == ["opted_out: X-Robots-Tag noai", None, None]
