@@ -79,6 +79,8 @@ DEFAULT_HEADERS = {
 }
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# A 304 answers a request carrying one of these (sent from validators or configured as headers).
+_CONDITIONAL_HEADERS = frozenset({"if-none-match", "if-modified-since"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Largest read from a body of unknown size or encoded (urllib3 bounds decoded output to it).
 _CHUNK = 256 * 1024
@@ -361,7 +363,7 @@ class HttpClient:
                     if not location:
                         raise SourceError("bad_response", f"HTTP {status} redirect without a Location")
                     return _Answer(None, location)
-                if status == 304 and ("If-None-Match" in headers or "If-Modified-Since" in headers):
+                if status == 304 and any(k.lower() in _CONDITIONAL_HEADERS for k in headers):
                     self._check_opt_out(response)  # an owner who opted out since the last copy is heard
                     raise SourceError("not_modified", "HTTP 304: the copy the validators name is current")
                 if status == 429 or 500 <= status <= 599:

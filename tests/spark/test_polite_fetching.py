@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+import urllib3.connectionpool
 from crawl_server import ETAG, LAST_MODIFIED, CrawlServer
 from fault_server import PNG, FaultServer
 
@@ -47,42 +50,57 @@ def _fetch_all(fetch: Fetcher, urls: list[str], threads: int = 8) -> list[bytes]
         return list(pool.map(fetch.fetch, urls))
 
 
-def test_without_a_rate_limit_twenty_requests_arrive_at_once(crawl):
+@pytest.fixture
+def starts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[float]]:
+    """When each HTTP request is handed to the transport (urllib3's ``urlopen``), per host.
+
+    Measured on the client: the server's arrival times also carry its own accept and
+    thread start-up delays, which bunch the first requests on a loaded machine.
+    """
+    recorded: dict[str, list[float]] = {}
+    lock = threading.Lock()
+    original = urllib3.connectionpool.HTTPConnectionPool.urlopen
+
+    def urlopen(pool: urllib3.connectionpool.HTTPConnectionPool, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            recorded.setdefault(str(pool.host), []).append(time.monotonic())
+        return original(pool, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "urlopen", urlopen)
+    return recorded
+
+
+def test_without_a_rate_limit_twenty_requests_start_at_once(crawl, starts):
     # The control for the next test: the same load without the limiter is far faster than 20/s.
-    since = time.monotonic()
     with fetcher() as fetch:
         assert _fetch_all(fetch, [crawl.url("/image.png")] * 20) == [PNG] * 20
-    arrivals = _arrivals(crawl, "/image.png", since)
-    assert len(arrivals) == 20 and arrivals[-1] - arrivals[0] < 0.5
+    assert len(starts["127.0.0.1"]) == 20 and max(starts["127.0.0.1"]) - min(starts["127.0.0.1"]) < 0.5
 
 
-def test_the_rate_limit_spaces_requests_to_one_host(crawl):
+def test_the_rate_limit_spaces_requests_to_one_host(crawl, starts):
     since = time.monotonic()
     with fetcher(max_requests_per_second_per_host=20.0, concurrency=8) as fetch:
         assert _fetch_all(fetch, [crawl.url("/image.png")] * 20) == [PNG] * 20
-    arrivals = _arrivals(crawl, "/image.png", since)
-    assert len(arrivals) == 20
-    # 20 request starts at least 1/20 s apart span at least 19/20 s; the first request's connection set-up
-    # may delay its arrival, so allow 20 % (without the limiter the span is a few milliseconds).
-    span = arrivals[-1] - arrivals[0]
-    assert span >= 0.8 * 19 / 20, span
+    times = sorted(starts["127.0.0.1"])
+    # The first request starts at once and the 20th no earlier than 19/20 s later (a late wake-up only
+    # adds time); 5 % for clock granularity.
+    span = times[-1] - times[0]
+    assert len(times) == 20 and span >= 0.95 * 19 / 20, span
     assert span < 19 / 20 + 1.5, span  # and the limiter does not slow down further than it must
+    # The server saw the 20 requests, spread out too (its own timing is looser on a busy machine).
+    arrivals = _arrivals(crawl, "/image.png", since)
+    assert len(arrivals) == 20 and arrivals[-1] - arrivals[0] >= 0.5 * 19 / 20
 
 
-def test_each_host_has_its_own_rate(crawl):
-    since = time.monotonic()
+def test_each_host_has_its_own_rate(crawl, starts):
     urls = [crawl.url("/image.png"), f"http://localhost:{crawl.port}/image.png"] * 10
     with fetcher(max_requests_per_second_per_host=10.0, concurrency=8) as fetch:
         assert _fetch_all(fetch, urls) == [PNG] * 20
-    by_host: dict[str, list[float]] = {}
-    for request in crawl.requests:
-        if request.path == "/image.png" and request.at >= since:
-            by_host.setdefault(request.headers["Host"].split(":")[0], []).append(request.at)
-    assert sorted(by_host) == ["127.0.0.1", "localhost"]
-    for arrivals in by_host.values():
-        assert len(arrivals) == 10 and max(arrivals) - min(arrivals) >= 0.8 * 9 / 10
+    assert sorted(starts) == ["127.0.0.1", "localhost"]
+    for times in starts.values():
+        assert len(times) == 10 and max(times) - min(times) >= 0.95 * 9 / 10
     # Two hosts at 10/s each: the 20 requests take about 0.9 s, not the 1.9 s one shared limit would need.
-    everything = [at for arrivals in by_host.values() for at in arrivals]
+    everything = [at for times in starts.values() for at in times]
     assert max(everything) - min(everything) < 1.6
 
 
@@ -154,6 +172,11 @@ def test_validators_travel_with_redirects(crawl):
         assert fetch.fetch_with_validators(hop) == Fetched(PNG, Validators(ETAG, LAST_MODIFIED))
 
 
+def test_conditional_headers_configured_by_hand_also_make_a_304_not_modified(crawl):
+    with fetcher(headers={"if-none-match": ETAG}) as fetch:
+        assert failure(fetch, crawl.url("/validated")).code == "not_modified"
+
+
 def test_a_304_to_an_unconditional_request_stays_an_http_status(crawl):
     with fetcher() as fetch:
         assert failure(fetch, crawl.url("/echo-status/304")).reason == "http_304: Not Modified"
@@ -193,7 +216,6 @@ def test_the_rate_limit_applies_to_conditional_requests_too(crawl):
 
 
 def _robots(crawl: CrawlServer, *tags: str) -> str:
-    from urllib.parse import urlencode
     return crawl.url("/robots?" + urlencode([("tag", t) for t in tags]))
 
 
@@ -282,23 +304,3 @@ def test_model_reads_are_not_subject_to_crawl_etiquette():
     options = model_fetch_options(FetchOptions(max_requests_per_second_per_host=0.5, respect_opt_out=True),
                                   "https://models.example.com/m.onnx")
     assert options.max_requests_per_second_per_host == 0.0 and options.respect_opt_out is False
-
-
-def test_params_survive_save_and_load(spark, tmp_path):
-    stage = ImageUrlFeaturizer(inputCol="url", maxRequestsPerSecondPerHost=3.0, respectOptOut=True)
-    stage.save(str(tmp_path / "stage"))
-    loaded = ImageUrlFeaturizer.load(str(tmp_path / "stage"))
-    assert loaded.getMaxRequestsPerSecondPerHost() == 3.0 and loaded.getRespectOptOut() is True
-    [part] = [p for p in (tmp_path / "stage" / "metadata").glob("part-*") if p.stat().st_size]
-    metadata = json.loads(part.read_text())
-    assert metadata["paramMap"]["maxRequestsPerSecondPerHost"] == 3.0
-    assert metadata["paramMap"]["respectOptOut"] is True
-
-
-def test_the_featurizer_reports_opted_out_rows_and_keeps_the_rest(spark, crawl):
-    rows = [(_robots(crawl, "noai"),), (crawl.url("/image.png"),), (_robots(crawl, "otherbot: noai"),)]
-    df = spark.createDataFrame(rows, "url string")
-    stage = ImageUrlFeaturizer(inputCol="url", errorCol="error", handleInvalid="keep", imageSize=[4, 4],
-                               respectOptOut=True, maxRequestsPerSecondPerHost=50.0)
-    errors = [row.error for row in stage.transform(df).select("error").collect()]
-    assert errors == ["opted_out: X-Robots-Tag noai", None, None]
