@@ -202,7 +202,7 @@ class HasFetchParams(Params):
         "extra HTTP request headers, e.g. {'User-Agent': 'my-crawler/1.0'}. A value 'env:NAME' is read "
         "from the environment variable NAME on the executors; credential headers (Authorization, "
         "Cookie, *token*, *api-key*, ...) accept only env:NAME, so no secret is saved with the stage. "
-        "Authorization and Cookie are dropped when a redirect leaves the first origin.",
+        "Authorization, Proxy-Authorization and Cookie are dropped when a redirect leaves the first origin.",
         typeConverter=convert_headers,
     )
     blockPrivateNetworks: Param[bool] = Param(
