@@ -45,6 +45,7 @@ def _write_csv(path: Path, rows: list[tuple[int, str]]) -> None:
 
 
 def _stage(kind: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    stage: ImageUrlFeaturizer | ImageEmbedder
     if kind == "featurizer":
         stage = ImageUrlFeaturizer(inputCol="url", outputCol="out", imageSize=[8, 8], handleInvalid="keep",
                                    errorCol="error")
