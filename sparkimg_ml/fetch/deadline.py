@@ -188,7 +188,9 @@ class Watchdog:
 
     def unwatch(self, token: int) -> None:
         with self._cond:
-            self._active.pop(token, None)
+            conn = self._active.pop(token, None)
+            if conn is not None and conn.watch_token == token:
+                conn.watch_sock = None  # the exchange is over: hold no reference to its socket
             if len(self._heap) > 64 + 4 * len(self._active):  # drop finished entries in bulk
                 self._heap = [entry for entry in self._heap if entry[1] in self._active]
                 heapq.heapify(self._heap)
@@ -216,7 +218,9 @@ class Watchdog:
                 heapq.heappop(self._heap)
                 conn = self._active.pop(token)
                 # The connection may already serve another exchange (pooled): leave it then.
-                sock = conn.sock
+                # ``watch_sock``, not ``conn.sock``: http.client clears the latter when it hands
+                # the socket to a response that will close the connection.
+                sock = conn.watch_sock
                 if conn.watch_token == token and sock is not None:
                     try:
                         # socket.socket.shutdown, not SSLSocket.shutdown: the reading

@@ -22,9 +22,11 @@
   certifi's bundle.
 * The per-row deadline bounds everything: the wait for a per-host connection
   slot, DNS resolution, connecting, every socket read, retries and back-off.
-  A watchdog shuts the socket of an exchange that outlives its deadline, so
-  even a server that drips its headers or body one byte at a time cannot hold
-  a thread past the deadline.
+  Every body form is read in bounded reads with the deadline checked between
+  them, and a watchdog shuts the socket of an exchange that outlives its
+  deadline (the socket itself, also once http.client has handed it from the
+  connection to a response that will close it), so even a server that drips
+  its headers or body one byte at a time cannot hold a thread past the deadline.
 * Crawl etiquette (:mod:`.polite`): requests to one host are spaced by
   ``max_requests_per_second_per_host``, conditional requests carry a previous
   copy's validators (a ``304`` is ``not_modified``), and with
@@ -169,6 +171,10 @@ class _Guard:
 class _GuardedConnection(HTTPConnection):
     guard: _Guard
     watch_token: int = 0
+    # The socket of the exchange being watched. ``conn.sock`` is not enough: when the
+    # response will close the connection (``Connection: close``, HTTP/1.0), http.client
+    # hands the socket to the response and sets ``conn.sock`` to None before the body is read.
+    watch_sock: socket.socket | None = None
 
     def _new_conn(self) -> socket.socket:
         return self.guard.new_socket(self, super()._new_conn)
@@ -176,6 +182,7 @@ class _GuardedConnection(HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self.guard.arm(self)
         super().request(*args, **kwargs)
+        self.watch_sock = self.sock
 
 
 class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
@@ -426,10 +433,9 @@ class HttpClient:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             raise SourceError("too_large", f"Content-Length {declared} > maxBytes {limit}")
-        if declared.isdigit() and response.headers.get("Content-Encoding", "identity").lower() == "identity":
-            # A plain body of known size, at most maxBytes: one read of exactly that size. The
-            # watchdog ends it at the deadline; a body cut short raises IncompleteRead.
-            return self._read(response, int(declared), deadline, whole=True)
+        # Every body form (known length, chunked, close-delimited, encoded) is read the same
+        # way, in bounded reads against the deadline; the watchdog ends a read blocked at it.
+        # A known-length body cut short raises IncompleteRead.
         parts: list[bytes] = []
         size = 0
         while True:
@@ -437,18 +443,21 @@ class HttpClient:
                 raise SourceError("timeout", f"body not complete within {self.options.timeout:g}s")
             # read1: at most one socket read per call, so the deadline is checked between
             # reads, and a gzip/deflate body is decoded at most _CHUNK bytes at a time.
-            chunk = self._read(response, _CHUNK, deadline, whole=False)
+            chunk = self._read(response, _CHUNK, deadline)
             if not chunk:
+                if time.monotonic() >= deadline:
+                    # The watchdog's shutdown also looks like the end of a close-delimited body.
+                    raise SourceError("timeout", f"body not complete within {self.options.timeout:g}s")
                 return b"".join(parts)
             size += len(chunk)
             if size > limit:
                 raise SourceError("too_large", f"body exceeds maxBytes {limit}")
             parts.append(chunk)
 
-    def _read(self, response: BaseHTTPResponse, amount: int, deadline: float, whole: bool) -> bytes:
-        """``amount`` bytes of the body (``whole``), or what one socket read gives (at most ``amount``)."""
+    def _read(self, response: BaseHTTPResponse, amount: int, deadline: float) -> bytes:
+        """What one socket read of the body gives (at most ``amount`` bytes, decoded)."""
         try:
-            return response.read(amount) if whole else response.read1(amount)
+            return response.read1(amount)
         except urllib3.exceptions.ReadTimeoutError:
             raise SourceError("timeout", f"body not complete within {self.options.timeout:g}s") from None
         except urllib3.exceptions.DecodeError:

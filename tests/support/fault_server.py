@@ -28,6 +28,14 @@ Routes (``GET``):
 ``/chunked``                    the PNG in several ``Transfer-Encoding: chunked`` chunks
 ``/echo-headers``               the request headers as a JSON object
 ``/set-cookie``                 the PNG with a ``Set-Cookie`` header
+``/drip-body?form=F&rate=R``    a valid PNG (``size`` pixels square, default 8) sent at ``R`` bytes per
+                                second in body form ``F``: ``length`` (Content-Length), ``chunked``,
+                                ``gzip`` (gzip-encoded, Content-Length), ``deflate`` (deflate-encoded,
+                                chunked), ``close`` (no length, ends at close), ``length-close``
+                                (Content-Length and ``Connection: close``), ``continue`` (a
+                                ``100 Continue`` first, then ``length``), ``early-close`` (announces
+                                1000 bytes more than it sends, then closes); ``fail=KEY`` answers
+                                the first request of ``KEY`` with 503
 ==============================  =====================================================
 """
 
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import gzip
 import http.server
 import io
@@ -48,6 +57,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 from PIL import Image
 
 _SERVER_LIMIT_SECONDS = 60.0
@@ -62,6 +72,15 @@ def make_png(size: int = 8, color: tuple = (200, 30, 60)) -> bytes:
 PNG = make_png()
 
 
+@functools.cache
+def drip_image(size: int) -> bytes:
+    """A PNG of ``size`` x ``size`` seeded noise (it hardly compresses: its length grows with ``size``)."""
+    pixels = np.random.default_rng(size).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 class _FaultHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, chunked transfer
     disable_nagle_algorithm = True  # headers and body go out as separate writes
@@ -73,7 +92,7 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
     def handle(self) -> None:
         try:
             super().handle()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ssl.SSLError):
             pass  # the client gave up (deadline, size cap): expected for these routes
 
     # -- helpers ------------------------------------------------------------------
@@ -198,8 +217,55 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
             self._send(200, body, "application/json")
         elif path == "/set-cookie":
             self._send(200, PNG, headers={"Set-Cookie": "session=from-the-server; Path=/"})
+        elif path == "/drip-body":
+            if "fail" in query and self.server.count(f"fail:{query['fail']}") == 1:
+                self._send(503, b"busy", "text/plain")
+            else:
+                self._drip_body(query.get("form", "length"), float(query.get("rate", "1")),
+                                drip_image(int(query.get("size", "8"))))
         else:
             self._send(404, b"no such route", "text/plain")
+
+    def _drip_body(self, form: str, rate: float, image: bytes) -> None:
+        """``image`` in body form ``form``, paced at ``rate`` bytes per second (see the route table)."""
+        if form == "gzip":
+            body = gzip.compress(image)
+        elif form == "deflate":
+            body = zlib.compress(image)
+        else:
+            body = image
+        chunked = form in ("chunked", "deflate")
+        if form == "continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        if form in ("gzip", "deflate"):
+            self.send_header("Content-Encoding", form)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif form == "close":
+            self.send_header("Connection", "close")
+        else:
+            self.send_header("Content-Length", str(len(body) + (1000 if form == "early-close" else 0)))
+            if form == "length-close":
+                self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        # Slow rates send one byte at a time; fast ones a slice every 50 ms.
+        step = 1 if rate < 20 else max(1, int(rate / 20))
+        pause = step / rate
+        stop = time.monotonic() + _SERVER_LIMIT_SECONDS
+        for start in range(0, len(body), step):
+            if time.monotonic() > stop:
+                break
+            piece = body[start:start + step]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            self.wfile.flush()
+            time.sleep(pause)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        if form in ("close", "early-close", "length-close"):
+            self.close_connection = True
 
     def _gzip_bomb(self, size: int) -> None:
         compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
