@@ -128,6 +128,7 @@ def test_corpus_file_gives_expected_pixels_or_reason(image_corpus, name):
     np.testing.assert_allclose(out, case.expected, rtol=0, atol=case.atol)
 
 
+@pytest.mark.claim("Grayscale, RGBA, CMYK, 16-bit and EXIF-rotated images are handled")
 def test_16bit_gradient_spans_zero_to_one_with_high_precision(image_corpus):
     _, cases = image_corpus
     for case in (c for c in cases if "span01" in c.tags):
@@ -138,6 +139,7 @@ def test_16bit_gradient_spans_zero_to_one_with_high_precision(image_corpus):
         assert out[256] == pytest.approx(0x1234 / 65535, abs=1e-6)
 
 
+@pytest.mark.claim("Grayscale, RGBA, CMYK, 16-bit and EXIF-rotated images are handled")
 def test_cmyk_jpeg_matches_its_rgb_twin(image_corpus):
     _, cases = image_corpus
     cmyk = next(c for c in cases if "cmyk" in c.tags)
@@ -148,6 +150,7 @@ def test_cmyk_jpeg_matches_its_rgb_twin(image_corpus):
                                rtol=0, atol=8 / 255)
 
 
+@pytest.mark.claim("Grayscale, RGBA, CMYK, 16-bit and EXIF-rotated images are handled")
 def test_exif_rotated_jpeg_swaps_axes_before_resizing():
     stored = Image.fromarray(quadrants(64, 32)).transpose(Image.Transpose.ROTATE_90)  # 32 wide, 64 high
     exif = Image.Exif()
@@ -448,6 +451,7 @@ def test_pillow_bomb_warning_treated_as_error_when_raised():
     assert "maxPixels" in caught.value.detail
 
 
+@pytest.mark.claim("Decompression bombs are refused from the header, before decoding")
 def test_header_bombs_are_refused_before_decoding():
     for data in (png_header_bomb(), jpeg_header_bomb()):
         with pytest.raises(SourceError) as caught:
