@@ -22,7 +22,10 @@ SCRIPT = Path(sys.executable).with_name("sparkimg-ml")
 def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     # A clean environment: the command must set PYSPARK_PYTHON for its local workers itself.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_")}
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+    # Where the package is imported from a checkout rather than installed (the compatibility matrix's
+    # pyspark 4.3 environment), there is no console script: run the module it points at.
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sparkimg_ml.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def assert_one_line_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
