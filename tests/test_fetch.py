@@ -88,13 +88,16 @@ def test_fetch_options_copy_their_containers():
     assert options.headers == {"X-Team": "vision"}
 
 
-@pytest.mark.parametrize("bad, error", [
-    ({"timeout": 0}, ValueError), ({"concurrency": 0}, ValueError), ({"max_retries": -1}, ValueError),
-    ({"max_bytes": True}, TypeError), ({"connect_timeout": float("inf")}, ValueError),
-    ({"allowed_hosts": ["http://x"]}, ValueError),
+@pytest.mark.parametrize("bad, error, pattern", [
+    ({"timeout": 0}, ValueError, "^timeout must be > 0; got 0"),
+    ({"concurrency": 0}, ValueError, "^concurrency must be >= 1; got 0"),
+    ({"max_retries": -1}, ValueError, "^max_retries must be >= 0; got -1"),
+    ({"max_bytes": True}, TypeError, "^max_bytes must be a number, got True"),
+    ({"connect_timeout": float("inf")}, ValueError, "^connect_timeout must be > 0; got inf"),
+    ({"allowed_hosts": ["http://x"]}, ValueError, "^allowedHosts entry 'http://x' is not a host name"),
 ])
-def test_fetch_options_reject_bad_values(bad, error):
-    with pytest.raises(error):
+def test_fetch_options_reject_bad_values(bad, error, pattern):
+    with pytest.raises(error, match=pattern):
         FetchOptions(**bad)
 
 
@@ -937,12 +940,16 @@ def test_headers_param_refuses_literal_credentials(headers):
         _Stage().setHeaders(headers)
 
 
-@pytest.mark.parametrize("headers, error", [
-    ({"Bad Name": "x"}, ValueError), ({"X-A": "a\r\nInjected: 1"}, ValueError), ({"Host": "evil"}, ValueError),
-    ({"X-A": 1}, TypeError), (["X-A"], TypeError), ({"Authorization": "env:1BAD"}, ValueError),
+@pytest.mark.parametrize("headers, error, pattern", [
+    ({"Bad Name": "x"}, ValueError, "'Bad Name' is not a valid header name"),
+    ({"X-A": "a\r\nInjected: 1"}, ValueError, "value of 'X-A' must not contain line breaks"),
+    ({"Host": "evil"}, ValueError, "'Host' is set from each URL and cannot be overridden"),
+    ({"X-A": 1}, TypeError, "headers must map strings to strings; got 'X-A': 1"),
+    (["X-A"], TypeError, "headers must be a dict of header name to value, got list"),
+    ({"Authorization": "env:1BAD"}, ValueError, "'env:1BAD' is not a valid env:NAME reference"),
 ])
-def test_headers_param_rejects_malformed_headers(headers, error):
-    with pytest.raises(error):
+def test_headers_param_rejects_malformed_headers(headers, error, pattern):
+    with pytest.raises(error, match=pattern):
         convert_headers(headers)
 
 
@@ -954,7 +961,7 @@ def test_storage_options_param_refuses_literal_credentials_but_takes_env_referen
     assert convert_storage_options({"gs": {"token": "anon"}}) == {"gs": {"token": "anon"}}
     with pytest.raises(ValueError, match="env:NAME"):
         convert_storage_options({"abfs": {"credentials": {"client_secret": "x"}}})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"storageOptions\.s3: storageOptions maps a protocol to its options"):
         convert_storage_options({"s3": "not a dict"})
 
 
@@ -983,12 +990,16 @@ def test_storage_options_env_references_are_resolved_on_the_executor(monkeypatch
     assert _RecordingFileSystem.created_with[-1] == {"secret": os.environ["SPARKIMG_TEST_SECRET"], "region": "eu"}
 
 
-@pytest.mark.parametrize("setter, value", [
-    ("setAllowedHosts", ["http://x"]), ("setStorageProtocols", ["HTTP"]), ("setStorageProtocols", ["http"]),
-    ("setMaxRetries", -1), ("setConnectTimeout", 0), ("setMaxConnectionsPerHost", 0),
+@pytest.mark.parametrize("setter, value, pattern", [
+    ("setAllowedHosts", ["http://x"], "allowedHosts entry 'http://x' is not a host name"),
+    ("setStorageProtocols", ["HTTP"], "'HTTP' is not a lower-case protocol name"),
+    ("setStorageProtocols", ["http"], "'http' is read natively and cannot be routed to fsspec"),
+    ("setMaxRetries", -1, "^maxRetries must be >= 0; got -1"),
+    ("setConnectTimeout", 0, "^connectTimeout must be > 0; got 0"),
+    ("setMaxConnectionsPerHost", 0, "^maxConnectionsPerHost must be > 0; got 0"),
 ])
-def test_fetch_params_reject_bad_values(setter, value):
-    with pytest.raises(ValueError):
+def test_fetch_params_reject_bad_values(setter, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
         getattr(_Stage(), setter)(value)
 
 
