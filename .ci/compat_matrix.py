@@ -1,28 +1,34 @@
-"""The compatibility matrix: the tests marked ``compat`` on other Sparks, Spark Connect and a cluster.
+"""The compatibility matrix: the tests marked ``compat`` on other Sparks, Pythons, Spark Connect and a cluster.
 
     python .ci/compat_matrix.py                   # every environment (what `make test-compat` runs)
     python .ci/compat_matrix.py py35 standalone   # some of them
+    python .ci/compat_matrix.py --docs            # rewrite docs/guides/compatibility.md
+    python .ci/compat_matrix.py --check-docs      # fail when that page or SURFACES has drifted
 
 Each environment runs ``pytest -m compat`` over the test files that hold such
-tests, in its own virtualenv under ``build/compat/<venv>``. A virtualenv is built
-on first use and reused while its recipe and ``setup.cfg`` stay the same, so
-local re-runs skip the installs. Environments:
+tests, in its own virtualenv under ``build/compat/<venv>``, two environments at a
+time. A virtualenv is built on first use and reused while its recipe and
+``setup.cfg`` stay the same, so local re-runs skip the installs. Environments:
 
-* ``py35``: pyspark 3.5 (latest patch) with every dependency at the lower bound
-  ``setup.cfg`` declares (numpy, pandas, pyarrow, Pillow, ...), classic ``local[2]``;
-* ``py41``: pyspark 4.1 (latest patch), classic ``local[2]``;
-* ``connect``: pyspark 4.3, a Spark Connect server started by the test set-up;
-* ``standalone``: pyspark 4.3, a standalone master and two workers started by the
-  test set-up.
+* ``py35``: pyspark 3.5 (latest patch) on the lowest supported Python (3.10) with
+  every dependency at the lower bound ``setup.cfg`` declares (numpy, pandas,
+  pyarrow, Pillow, ...), classic ``local[2]``;
+* ``py41``: pyspark 4.1 (latest patch) on the main Python, with torch, classic ``local[2]``;
+* ``connect``: pyspark 4.3 on the highest supported Python (3.13), a Spark Connect
+  server started by the test set-up;
+* ``standalone``: pyspark 4.3 on Python 3.13, a standalone master and two workers
+  started by the test set-up.
 
 The last two share a virtualenv in which ``sparkimg_ml`` is *not* installed: the
 tests import it from the checkout and ship it to the server or executors with
-:func:`sparkimg_ml.deploy.ship`, as users must.
+:func:`sparkimg_ml.deploy.ship`, as users must. Environments without torch
+deselect the tests marked ``torch``.
 
 Every environment (and the current interpreter, the main one) also writes a
 digest of ``TensorReshaper``'s output for fixed inputs; the run fails unless all
 digests are equal. The result is printed as a matrix of check x environment and
-written to ``build/compat/matrix.md``.
+written to ``build/compat/matrix.md``; which public surface each ``compat`` test
+covers is in ``SURFACES`` and, generated from it, docs/guides/compatibility.md.
 """
 
 from __future__ import annotations
@@ -37,14 +43,25 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "compat"
 #: What the tests need besides the package's own requirements.
 TEST_REQUIREMENTS = ("pytest>=7.4", "hypothesis>=6.80", "scikit-learn>=1.3", "psutil>=5.9")
+#: Extras the public surfaces need (ImageEmbedder's [onnx], storage reads' [cloud]) and what their tests
+#: build fixtures with (onnx for the tiny models, moto's S3 server).
+SURFACE_REQUIREMENTS = ("onnx>=1.15", "onnxruntime>=1.17", "fsspec>=2023.1", "s3fs>=2023.1", "moto[server]>=5.0")
+#: Only the CPU build: on the package index every other torch 2.13.0 build for Linux is the CUDA one,
+#: which pulls about 3 GB of nvidia-* wheels. The CPU build is on this machine's wheel cache for CPython
+#: 3.11 only, so environments on another Python run without torch and deselect the ``torch`` tests.
+TORCH_REQUIREMENT = "torch==2.13.0"
+#: The lowest and the highest Python the package supports (setup.cfg's python_requires and classifiers).
+LOWEST_PYTHON = "/root/.pyenv/versions/3.10.13/bin/python"
+HIGHEST_PYTHON = "/root/.pyenv/versions/3.13.0/bin/python"
 #: The test file whose compat run writes the TensorReshaper digest.
 DIGEST_TEST = "tests/compat/test_reshaper_compat.py"
 
@@ -59,6 +76,10 @@ class Venv:
     lower_bounds: bool = False
     #: Install sparkimg_ml itself; if not, tests import it from the checkout and ship it.
     install_package: bool = True
+    #: The interpreter the virtualenv is built from (empty: the one running this script).
+    python: str = ""
+    #: Install torch (the ``torch``-marked tests are deselected where not).
+    torch: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,27 +91,111 @@ class Environment:
 
 
 VENVS = {venv.name: venv for venv in (
-    Venv("py35", "pyspark>=3.5,<3.6", lower_bounds=True),
-    Venv("py41", "pyspark>=4.1,<4.2"),
-    Venv("spark43", "pyspark[connect]>=4.3,<4.4", install_package=False),
+    Venv("py35", "pyspark>=3.5,<3.6", lower_bounds=True, python=LOWEST_PYTHON),
+    Venv("py41", "pyspark>=4.1,<4.2", torch=True),
+    Venv("spark43", "pyspark[connect]>=4.3,<4.4", install_package=False, python=HIGHEST_PYTHON),
 )}
 
 ENVIRONMENTS = {env.name: env for env in (
-    Environment("py35", "py35", "local", "pyspark 3.5, lower bounds, local[2]"),
-    Environment("py41", "py41", "local", "pyspark 4.1, local[2]"),
-    Environment("connect", "spark43", "connect", "pyspark 4.3, Spark Connect server"),
-    Environment("standalone", "spark43", "standalone", "pyspark 4.3, standalone master + 2 workers"),
+    Environment("py35", "py35", "local", "pyspark 3.5, lower bounds, Python 3.10, local[2]"),
+    Environment("py41", "py41", "local", "pyspark 4.1, Python 3.11, local[2]"),
+    Environment("connect", "spark43", "connect", "pyspark 4.3, Python 3.13, Spark Connect server"),
+    Environment("standalone", "spark43", "standalone", "pyspark 4.3, Python 3.13, standalone master + 2 workers"),
 )}
 
 
-def install_requires() -> List[str]:
+#: The public surfaces and the ``compat`` tests that exercise each (``file::function``). The
+#: compatibility guide's table is generated from this and the environments above; ``--check-docs``
+#: (run by tests/unit/test_compat_docs.py) fails when a ``compat`` test is missing here, a test named here
+#: is not collected with the ``compat`` marker, or the guide differs from what this file generates.
+SURFACES: dict[str, list[str]] = {
+    "ImageUrlFeaturizer: paths, file URIs, HTTP, bytes, columnar inputs": [
+        "tests/spark/test_featurizer.py::test_featurizer_reads_paths_file_uris_and_http_urls_to_hwc_rgb",
+        "tests/spark/test_featurizer.py::test_featurizer_reads_binary_file_content_column",
+        "tests/spark/test_featurizer.py::test_columnar_children_parquet_and_cache_give_vectors",
+    ],
+    "ImageUrlFeaturizer: handleInvalid keep / skip / error": [
+        "tests/spark/test_featurizer.py::test_featurizer_keep_mode_keeps_every_row_and_column_with_reasons",
+        "tests/spark/test_featurizer.py::test_featurizer_skip_mode_drops_only_bad_rows",
+        "tests/spark/test_featurizer.py::test_featurizer_error_mode_fails_naming_the_url_and_the_cause",
+        "tests/spark/test_output_formats.py::test_uint8_rows_follow_handle_invalid",
+    ],
+    "ImageUrlFeaturizer: output formats vector / array / uint8 and metadata": [
+        "tests/spark/test_featurizer.py::test_featurizer_output_metadata_describes_the_tensor",
+        "tests/spark/test_output_formats.py::test_each_format_has_its_column_type_and_metadata",
+        "tests/spark/test_output_formats.py::test_uint8_tensors_normalise_to_the_float_output_bit_for_bit",
+    ],
+    "Storage reads through Spark (s3:// on a moto server)": [
+        "tests/spark/test_fetch_s3.py::test_featurizer_reads_images_from_an_s3_bucket",
+    ],
+    "TensorReshaper: values, handleInvalid, Python UDFs, predict_batch_udf": [
+        "tests/spark/test_reshaper.py::test_featurizer_metadata_gives_shape_layout_and_float32_tensors",
+        "tests/spark/test_reshaper.py::test_float32_vectors_give_float_tensors_on_every_read_path",
+        "tests/spark/test_reshaper.py::test_handle_invalid_error_names_expected_and_found_sizes",
+        "tests/spark/test_reshaper.py::test_handle_invalid_keep_yields_null_for_rows_that_do_not_fit",
+        "tests/spark/test_reshaper.py::test_handle_invalid_skip_drops_rows_that_do_not_fit_and_passes_nulls",
+        "tests/spark/test_reshaper.py::test_python_udfs_read_every_output_form_on_every_spark",
+        "tests/spark/test_reshaper.py::test_spark_output_equals_numpy_and_the_inverse_restores_the_input",
+        "tests/spark/test_reshaper.py::test_featurizer_and_chw_tensors_feed_predict_batch_udf_like_numpy_on_the_decoded_images",
+        "tests/compat/test_reshaper_compat.py::test_reshaper_values_equal_numpy_and_are_recorded_for_the_cross_version_comparison",
+    ],
+    "ImageEmbedder (tiny ONNX model): values, handleInvalid, save/load": [
+        "tests/spark/test_embedder.py::test_embeddings_match_onnxruntime_on_preprocess_output",
+        "tests/spark/test_embedder.py::test_bad_rows_follow_handle_invalid_and_never_reach_the_model",
+        "tests/spark/test_embedder.py::test_saved_stage_stores_the_model_reference_not_its_bytes",
+    ],
+    "Pipeline / PipelineModel persistence, a new process, files of 0.1.0": [
+        "tests/spark/test_pipelines.py::test_digits_pipeline_is_accurate_on_a_wide_table_with_broken_rows",
+        "tests/spark/test_pipelines.py::test_pipeline_model_loads_in_a_new_process_with_identical_predictions",
+        "tests/spark/test_pipelines.py::test_stage_and_unfitted_pipeline_round_trip_every_param",
+        "tests/spark/test_pipelines.py::test_stages_saved_by_version_0_1_0_still_load",
+        "tests/spark/test_reshaper.py::test_stage_pipeline_and_pipeline_model_round_trip",
+        "tests/spark/test_deploy.py::test_stages_overwrite_a_saved_copy_on_classic_and_connect",
+    ],
+    "CrossValidator: fit, save, load in a new process": [
+        "tests/spark/test_pipelines.py::test_cross_validator_tunes_featurizer_and_model_params_and_persists",
+        "tests/spark/test_compat_surfaces.py::test_cross_validator_over_the_featurizer_reloads_in_a_new_process",
+        "tests/spark/test_reshaper.py::test_cross_validator_tunes_axes_and_persists",
+    ],
+    "TrainValidationSplit: fit, save, load in a new process": [
+        "tests/spark/test_compat_surfaces.py::test_train_validation_split_over_the_featurizer_reloads_in_a_new_process",
+    ],
+    "write_tensors + TensorFiles": [
+        "tests/spark/test_compat_surfaces.py::test_write_tensors_and_tensor_files_give_back_each_image",
+    ],
+    "TensorDataset (torch)": [
+        "tests/spark/test_compat_surfaces.py::test_tensor_dataset_yields_the_written_tensors_as_torch_batches",
+    ],
+    "show_images / failure_report (HTML)": [
+        "tests/spark/test_preview.py::test_show_images_of_urls_marks_each_failure_with_its_reason",
+        "tests/spark/test_preview.py::test_show_images_side_by_side_shows_source_and_what_the_model_sees",
+        "tests/spark/test_preview.py::test_failure_report_counts_reasons_with_redacted_examples",
+    ],
+    "Command line: sparkimg-ml featurize on a CSV": [
+        "tests/e2e/test_cli.py::test_featurize_writes_parquet_with_every_column_and_prints_a_summary",
+    ],
+    "ship(spark): executors import the package": [
+        "tests/spark/test_deploy.py::test_ship_is_idempotent_and_executors_import_the_shipped_package",
+    ],
+}
+#: Tests carrying this marker run only in environments whose virtualenv has torch.
+TORCH_MARKER = "torch"
+DOCS = REPO / "docs" / "guides" / "compatibility.md"
+
+
+#: How many environments run at once, and in which order (the longest first).
+PARALLEL = 2
+RUN_ORDER = ["standalone", "py35", "connect", "py41"]
+
+
+def install_requires() -> list[str]:
     """The ``install_requires`` lines of setup.cfg."""
     parser = configparser.ConfigParser()
     parser.read(REPO / "setup.cfg")
     return [line.strip() for line in parser["options"]["install_requires"].splitlines() if line.strip()]
 
 
-def requirements(venv: Venv) -> List[str]:
+def requirements(venv: Venv) -> list[str]:
     """What pip installs into ``venv`` (sparkimg_ml itself comes after, without dependencies)."""
     wanted = [venv.pyspark]
     for requirement in install_requires():
@@ -102,23 +207,35 @@ def requirements(venv: Venv) -> List[str]:
             wanted.append(f"{name}=={bound.group(1)}")
         else:
             wanted.append(requirement)
-    return wanted + list(TEST_REQUIREMENTS)
+    if venv.lower_bounds:
+        # pyspark 3.5 predates numpy 2 and breaks on pyarrow's newest releases.
+        wanted += ["numpy<2", "pyarrow<26"]
+    wanted += list(TEST_REQUIREMENTS) + list(SURFACE_REQUIREMENTS)
+    return wanted + ([TORCH_REQUIREMENT] if venv.torch else [])
 
 
-def build_venv(venv: Venv) -> Tuple[Path, float]:
+def venv_python(venv: Venv) -> str:
+    """The interpreter ``venv`` is built from."""
+    return venv.python or sys.executable
+
+
+def build_venv(venv: Venv) -> tuple[Path, float]:
     """The virtualenv's python, built unless a venv from the same recipe exists; and the seconds spent."""
     started = time.perf_counter()
     path = BUILD / venv.name
     wanted = requirements(venv)
+    base = venv_python(venv)
+    version = subprocess.run([base, "-c", "import sys; print(sys.version.split()[0])"], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout.strip()
     recipe = json.dumps({"requirements": wanted, "install_package": venv.install_package,
-                         "python": sys.version.split()[0]}, sort_keys=True)
+                         "python": version}, sort_keys=True)
     stamp = path / ".recipe"
     python = path / "bin" / "python"
     if stamp.exists() and stamp.read_text() == recipe and python.exists():
         return python, 0.0
     print(f"[compat] building {path.relative_to(REPO)}: {' '.join(wanted)}", flush=True)
     shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    subprocess.run([base, "-m", "venv", str(path)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run(pip + wanted, check=True)
     if venv.install_package:
@@ -127,7 +244,7 @@ def build_venv(venv: Venv) -> Tuple[Path, float]:
     return python, time.perf_counter() - started
 
 
-def compat_test_files() -> List[str]:
+def compat_test_files() -> list[str]:
     """Test files holding at least one ``compat``-marked test."""
     return sorted(str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("test_*.py")
                   if "pytest.mark.compat" in path.read_text())
@@ -139,10 +256,11 @@ class Run:
     seconds: float
     returncode: int
     summary: str
-    outcomes: Dict[str, str]
+    outcomes: dict[str, str]
 
 
-def run_pytest(name: str, python: Path, spark: str, files: Sequence[str], package_on_path: bool) -> Run:
+def run_pytest(name: str, python: Path, spark: str, files: Sequence[str], package_on_path: bool,
+               torch: bool = True) -> Run:
     """``pytest -m compat`` over ``files`` in one environment; outcomes per test from its JUnit XML."""
     report = BUILD / "reports" / f"{name}.xml"
     digests = BUILD / "digests" / name
@@ -155,8 +273,10 @@ def run_pytest(name: str, python: Path, spark: str, files: Sequence[str], packag
         env["PYTHONPATH"] = str(REPO)
     else:
         env.pop("PYTHONPATH", None)
-    command = [str(python), "-m", "pytest", "-m", "compat", "-p", "no:cacheprovider", "-q",
-               f"--junitxml={report}", *files]
+    marker = "compat" if torch else f"compat and not {TORCH_MARKER}"
+    # Environments run side by side: each gets its own pytest temporary directory.
+    command = [str(python), "-m", "pytest", "-m", marker, "-p", "no:cacheprovider", "-q",
+               f"--basetemp={BUILD / 'tmp' / name}", f"--junitxml={report}", *files]
     print(f"[compat] {name}: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -172,7 +292,7 @@ def run_pytest(name: str, python: Path, spark: str, files: Sequence[str], packag
     return Run(name, seconds, done.returncode, summary, _outcomes(report))
 
 
-def _outcomes(report: Path) -> Dict[str, str]:
+def _outcomes(report: Path) -> dict[str, str]:
     if not report.exists():
         return {}
     outcomes = {}
@@ -189,7 +309,7 @@ def _outcomes(report: Path) -> Dict[str, str]:
     return outcomes
 
 
-def compare_digests(names: Sequence[str]) -> Optional[str]:
+def compare_digests(names: Sequence[str]) -> str | None:
     """None when every environment's TensorReshaper digest equals the main one's, else what differs."""
     found = {}
     for name in names:
@@ -205,7 +325,7 @@ def compare_digests(names: Sequence[str]) -> Optional[str]:
     return None
 
 
-def render(runs: List[Run], digest_problem: Optional[str], build_seconds: Dict[str, float]) -> str:
+def render(runs: list[Run], digest_problem: str | None, build_seconds: dict[str, float]) -> str:
     tests = sorted({test for run in runs for test in run.outcomes})
     header = "| check | " + " | ".join(run.environment for run in runs) + " |"
     lines = [header, "|---" * (len(runs) + 1) + "|"]
@@ -222,28 +342,130 @@ def render(runs: List[Run], digest_problem: Optional[str], build_seconds: Dict[s
     return f"{titles}\n\n" + "\n".join(lines) + f"\n\nvirtualenv builds: {built or 'all cached'}\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+class _CompatCollector:
+    """A pytest plugin recording the ``compat`` tests (``file::function``) and which of them need torch."""
+
+    def __init__(self) -> None:
+        self.tests: dict[str, bool] = {}
+
+    def pytest_collection_modifyitems(self, items: list) -> None:
+        for item in items:
+            if item.get_closest_marker("compat") is not None:
+                test = item.nodeid.split("[", 1)[0]
+                self.tests[test] = self.tests.get(test, False) or item.get_closest_marker(TORCH_MARKER) is not None
+
+
+def collect_compat_tests() -> dict[str, bool]:
+    """Every ``compat`` test of the suite -> whether it is marked ``torch`` (collected, not run)."""
+    import pytest
+
+    collector = _CompatCollector()
+    code = pytest.main(["--collect-only", "-qq", "-p", "no:cacheprovider", "--rootdir", str(REPO),
+                        "-c", str(REPO / "setup.cfg"), *compat_test_files()], plugins=[collector])
+    if code != 0:
+        raise SystemExit(f"collecting the compat tests failed (pytest exit code {code})")
+    return collector.tests
+
+
+def render_docs(tests: dict[str, bool]) -> str:
+    """The compatibility guide: environments, then a surface x environment table with the tests."""
+    lines = [
+        "# Compatibility matrix",
+        "",
+        "Generated by `python .ci/compat_matrix.py --docs` from the script's environments and its",
+        "list of surfaces; `tests/unit/test_compat_docs.py` fails when this page, that list or the `compat`",
+        "markers of the suite disagree. `make test` runs the matrix after the main suite; each",
+        "environment runs `pytest -m compat` in its own virtualenv under `build/compat/`, two",
+        "environments at a time, and the run also checks that `TensorReshaper` gives bit-identical",
+        "output in every environment (a digest of fixed inputs compared with the main environment's).",
+        "",
+        "## Environments",
+        "",
+        "| environment | Spark | Python | dependencies | torch | sparkimg_ml on the workers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, env in ENVIRONMENTS.items():
+        venv = VENVS[env.venv]
+        python = {LOWEST_PYTHON: "3.10 (lowest supported)", HIGHEST_PYTHON: "3.13 (highest supported)",
+                  "": "the main one (3.11)"}[venv.python]
+        deps = ("setup.cfg's lower bounds (`>=X` pinned to `==X`), numpy<2, pyarrow<26" if venv.lower_bounds
+                else "newest allowed by setup.cfg")
+        torch = TORCH_REQUIREMENT if venv.torch else "not installed (CPU build only for 3.11)"
+        shipped = "installed" if venv.install_package else "imported from the checkout, shipped with `ship(spark)`"
+        lines.append(f"| `{name}` | {env.title} | {python} | {deps} | {torch} | {shipped} |")
+    names = list(ENVIRONMENTS)
+    lines += ["", "## What runs where", "",
+              "`yes`: every test of the surface runs there; `no torch`: deselected (`-m \"compat and not torch\"`)"
+              " because the environment has no torch.", "",
+              "| surface | " + " | ".join(f"`{name}`" for name in names) + " | tests |",
+              "|---" * (len(names) + 2) + "|"]
+    for surface, members in SURFACES.items():
+        needs_torch = any(tests.get(test, False) for test in members)
+        cells = ["yes" if VENVS[ENVIRONMENTS[name].venv].torch or not needs_torch else "no torch"
+                 for name in names]
+        listed = "<br>".join(f"`{test}`" for test in members)
+        lines.append(f"| {surface} | " + " | ".join(cells) + f" | {listed} |")
+    return "\n".join(lines) + "\n"
+
+
+def docs_problems(tests: dict[str, bool]) -> list[str]:
+    """Why the guide or SURFACES disagree with the suite's ``compat`` markers (empty when they agree)."""
+    listed = [test for members in SURFACES.values() for test in members]
+    problems = [f"{test} is listed twice in SURFACES" for test in sorted(set(listed)) if listed.count(test) > 1]
+    problems += [f"{test} is in SURFACES but is not a collected compat test" for test in listed if test not in tests]
+    problems += [f"{test} is marked compat but belongs to no surface in SURFACES" for test in tests
+                 if test not in listed]
+    current = DOCS.read_text() if DOCS.exists() else ""
+    if current != render_docs(tests):
+        problems.append(f"{DOCS.relative_to(REPO)} is stale: run `python .ci/compat_matrix.py --docs`")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("environments", nargs="*", metavar="ENV",
                         help=f"environments to run (default: all of {', '.join(ENVIRONMENTS)})")
+    parser.add_argument("--docs", action="store_true", help=f"write {DOCS.relative_to(REPO)} and exit")
+    parser.add_argument("--check-docs", action="store_true",
+                        help=f"exit 1 unless {DOCS.relative_to(REPO)} and SURFACES match the compat tests")
     args = parser.parse_args(argv)
+    if args.docs or args.check_docs:
+        tests = collect_compat_tests()
+        if args.docs:
+            DOCS.parent.mkdir(parents=True, exist_ok=True)
+            DOCS.write_text(render_docs(tests))
+        problems = docs_problems(tests)
+        for problem in problems:
+            print(f"[compat] {problem}", file=sys.stderr)
+        return 1 if problems else 0
     unknown = sorted(set(args.environments) - set(ENVIRONMENTS))
     if unknown:
         parser.error(f"unknown environment(s) {', '.join(unknown)}; choose from {', '.join(ENVIRONMENTS)}")
     chosen = args.environments or list(ENVIRONMENTS)
     started = time.perf_counter()
     files = compat_test_files()
-    runs: List[Run] = []
-    build_seconds: Dict[str, float] = {}
-    for name in chosen:
+    build_seconds: dict[str, float] = {}
+    pythons: dict[str, Path] = {}
+    for venv_name in dict.fromkeys(ENVIRONMENTS[name].venv for name in chosen):
+        pythons[venv_name], seconds = build_venv(VENVS[venv_name])
+        if seconds:
+            build_seconds[venv_name] = seconds
+
+    def run(name: str) -> Run:
         environment = ENVIRONMENTS[name]
         venv = VENVS[environment.venv]
-        python, seconds = build_venv(venv)
-        if seconds:
-            build_seconds[venv.name] = seconds
-        runs.append(run_pytest(name, python, environment.spark, files, not venv.install_package))
-    # The main environment (this interpreter) writes the digest the others are compared with.
-    main_run = run_pytest("main", Path(sys.executable), "local", [DIGEST_TEST], False)
+        return run_pytest(name, pythons[venv.name], environment.spark, files, not venv.install_package,
+                          torch=venv.torch)
+
+    # Two environments at a time (each holds a driver and its Python workers, the cluster ones a
+    # server or three JVMs more), the longest first so the two lanes end close together.
+    order = sorted(chosen, key=lambda name: RUN_ORDER.index(name))
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        futures = [pool.submit(run, name) for name in order]
+        # The main environment (this interpreter) writes the digest the others are compared with.
+        main_future = pool.submit(run_pytest, "main", Path(sys.executable), "local", [DIGEST_TEST], False)
+        runs: list[Run] = [future.result() for future in futures]
+        main_run = main_future.result()
     digest_problem = None if main_run.returncode else compare_digests(["main", *chosen])
     if main_run.returncode:
         digest_problem = "the main environment's digest run failed"

@@ -51,6 +51,7 @@ def _inputs(spark):
     return frame, expected_inputs
 
 
+@pytest.mark.claim("TensorReshaper output equals numpy's reshape + transpose, and the inverse restores the input")
 @pytest.mark.compat
 def test_reshaper_values_equal_numpy_and_are_recorded_for_the_cross_version_comparison(spark):
     frame, inputs = _inputs(spark)

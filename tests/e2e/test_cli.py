@@ -22,7 +22,10 @@ SCRIPT = Path(sys.executable).with_name("sparkimg-ml")
 def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     # A clean environment: the command must set PYSPARK_PYTHON for its local workers itself.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_")}
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+    # Where the package is imported from a checkout rather than installed (the compatibility matrix's
+    # pyspark 4.3 environment), there is no console script: run the module it points at.
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sparkimg_ml.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def assert_one_line_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -54,6 +57,7 @@ def test_every_featurizer_param_is_an_option(tmp_path):
     (["--mean", "imagenet", "0.5"], ["--mean", "expected numbers or one preset"]),
     (["--bogus", "1"], ["unrecognized arguments: --bogus"]),
 ])
+@pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
 def test_a_wrong_option_is_one_line_and_exit_code_2(tmp_path, arguments, fragments):
     result = run("featurize", "in.csv", "out.parquet", "--input-col", "url", *arguments, cwd=tmp_path)
     assert_one_line_usage_error(result, *fragments)
@@ -66,6 +70,7 @@ def test_missing_input_column_option_and_missing_input_file(tmp_path):
                                 "already exists", "--overwrite")
 
 
+@pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
 def test_doctor_reports_java_libraries_codecs_and_extras(tmp_path):
     result = run("doctor", cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -82,6 +87,8 @@ def _write_site(root: Path) -> None:
     (root / "page.png").write_text("<html>not an image</html>")
 
 
+@pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
+@pytest.mark.compat
 def test_featurize_writes_parquet_with_every_column_and_prints_a_summary(tmp_path, spark):
     _write_site(tmp_path)
     rows = [f"{i},{tmp_path / f'c{i}.png'},{i}" for i in range(3)]
@@ -117,6 +124,7 @@ def test_a_failed_job_is_one_line_exit_code_1_and_leaves_no_output(tmp_path):
     assert not (tmp_path / "out").exists()  # a retry is not blocked by an empty folder
 
 
+@pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
 def test_preview_writes_a_contact_sheet_with_failures_marked(tmp_path):
     _write_site(tmp_path)
     paths = [str(tmp_path / f"c{i}.png") for i in range(3)] + [str(tmp_path / "missing.png")]

@@ -41,6 +41,7 @@ def test_fresh_run_shows_what_the_committed_outputs_show(notebook_run):
     assert not found, "the stored outputs are stale; run `make notebooks`:\n" + "\n".join(found)
 
 
+@pytest.mark.claim("write_tensors + TensorDataset train a CNN with TorchDistributor (0.98 held-out accuracy on digits)")
 def test_cnn_trained_with_torch_distributor_reaches_098_held_out_accuracy(executed):
     printed, _ = executed
     assert float(re.search(r"held-out accuracy: ([0-9.]+)", printed).group(1)) >= 0.98
@@ -73,6 +74,7 @@ def test_exported_onnx_network_classifies_the_spark_tensors(executed):
     assert np.isfinite(scores).all()
 
 
+@pytest.mark.claim("Saved PipelineModels load in a new process and predict identically")
 def test_scoring_pipeline_from_urls_reloads_in_a_new_process_with_identical_predictions(executed, tmp_path):
     printed, output = executed
     accuracy = float(re.search(r"pipeline held-out accuracy: ([0-9.]+)", printed).group(1))

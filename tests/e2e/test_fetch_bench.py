@@ -21,6 +21,11 @@ def test_bench_fetch_reports_cpu_per_image_of_local_and_http_reads(tmp_path: Pat
     assert result["images"] == 8 and result["repeats"] == 1
     for variant in ("local", "http"):
         assert result[variant]["cpu_ms_per_image"] > 0 and result[variant]["images_per_s"] > 0
-    assert result["http_minus_local_cpu_ms_per_image"] == (
-        result["http"]["cpu_ms_per_image"] - result["local"]["cpu_ms_per_image"])
-    assert "HTTP - local:" in done.stdout
+    # The printed table and summary must report the measured numbers, not others.
+    local, http = result["local"]["cpu_ms_per_image"], result["http"]["cpu_ms_per_image"]
+    assert f"| local | {local:.3f} |" in done.stdout and f"| http | {http:.3f} |" in done.stdout
+    assert f"HTTP - local: {http - local:+.3f} CPU ms/img; HTTP / local: {http / local:.2f}x" in done.stdout
+    # The corpus it fetched is the one on disk: 8 images whose mean size it reports.
+    images = [path for path in tmp_path.rglob("*") if path.is_file() and path.parent.name == "images"]
+    assert len(images) == 8
+    assert result["mean_file_kb"] == sum(path.stat().st_size for path in images) / 8 / 1024

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 
 import nbformat
+import pytest
 from notebook_runner import differences, printed, run
 from repo_paths import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "quickstart.ipynb"
 
 
+@pytest.mark.claim("The quickstart notebook runs end to end and reaches the accuracy the README shows")
 def test_quickstart_notebook_executes_reaches_good_accuracy_and_matches_its_stored_outputs(tmp_path):
     fresh = run(NOTEBOOK, tmp_path)
     outputs = printed(fresh)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from browser import regions, screenshot
 from PIL import Image
 from repo_paths import REPO_ROOT
@@ -21,6 +22,7 @@ COLORS = [(0, 90, 255), (0, 180, 60), (250, 200, 0), (150, 0, 200), (0, 200, 200
 FAILURE_BACKGROUND = (253, 226, 226)  # preview._FAILURE_BACKGROUND
 
 
+@pytest.mark.claim("show_images renders thumbnail grids (HTML, no script) with each failure marked by its reason")
 def test_side_by_side_grid_in_chromium_shows_each_picture_and_each_failure(spark, tmp_path):
     for index, color in enumerate(COLORS):
         Image.new("RGB", (40, 30), color).save(tmp_path / f"c{index}.png")

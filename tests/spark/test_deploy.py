@@ -18,6 +18,7 @@ def test_package_archive_holds_the_package_and_is_named_by_its_content(tmp_path)
     assert package_archive(str(tmp_path)) == archive
 
 
+@pytest.mark.claim("sparkimg_ml.ship(spark) makes executors (classic and Spark Connect) able to import the package")
 @pytest.mark.compat
 def test_ship_is_idempotent_and_executors_import_the_shipped_package(spark, tmp_path):
     first = ship(spark, str(tmp_path))

@@ -77,6 +77,8 @@ def _embeddings(frame, column: str = "embedding") -> dict:
             for r in frame.select("id", column).collect()}
 
 
+@pytest.mark.claim("ImageEmbedder's embeddings equal onnxruntime's on the featurizer's preprocessing")
+@pytest.mark.compat
 def test_embeddings_match_onnxruntime_on_preprocess_output(spark, photos, models):
     embedder = ImageEmbedder(inputCol="path", modelUri=str(models["nchw"]), outputNode="features",
                              mean="imagenet", std="imagenet", batchSize=5)
@@ -96,6 +98,7 @@ def test_embeddings_match_onnxruntime_on_preprocess_output(spark, photos, models
     assert embedding["image"]["imageSize"] == [8, 8] and embedding["image"]["mean"][0] == pytest.approx(0.485)
 
 
+@pytest.mark.claim("preprocess / ImageEmbedder.embed give bit-identical values without Spark")
 def test_serving_embed_is_bit_identical_to_spark(spark, photos, models):
     embedder = ImageEmbedder(inputCol="path", modelUri=str(models["nhwc"]), outputNode="conv",
                              resizeMode="pad", padColor=[10, 200, 30], batchSize=4)
@@ -186,6 +189,7 @@ def test_bad_configuration_fails_at_construction():
     assert ImageEmbedder(reducingGap=2).getReducingGap() == 2.0
 
 
+@pytest.mark.compat
 def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos, models, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"<html>not an image</html>")
@@ -236,6 +240,7 @@ def counting_server(tmp_path) -> Iterator[tuple]:
     server.server_close()
 
 
+@pytest.mark.claim("Each Python worker reads the ONNX model once")
 def test_each_python_worker_reads_the_model_once_across_many_tasks(spark, photos, counting_server):
     base_url, directory, counts = counting_server
     uri = f"{base_url}/cached.onnx"
@@ -264,6 +269,8 @@ def test_each_python_worker_reads_the_model_once_across_many_tasks(spark, photos
     assert all(loads <= 1 for loads in per_worker.values()) and sum(per_worker.values()) >= 1
 
 
+@pytest.mark.claim("A saved ImageEmbedder stores the model's URI and checksum, not its bytes; a wrong checksum names both digests")
+@pytest.mark.compat
 def test_saved_stage_stores_the_model_reference_not_its_bytes(spark, photos, models, tmp_path):
     digest = hashlib.sha256(models["nchw"].read_bytes()).hexdigest()
     embedder = ImageEmbedder(inputCol="path", modelUri=str(models["nchw"]), modelSha256=digest,
@@ -312,6 +319,7 @@ def _digits_pipeline(model: Path, **embedder_params) -> Pipeline:
     return Pipeline(stages=[embedder, classifier])
 
 
+@pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
 def test_digits_classifier_tuned_by_cross_validation_is_accurate_and_reloads_in_a_new_process(
         spark, digits, tmp_path):
     train, test, model = digits

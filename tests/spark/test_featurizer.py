@@ -43,6 +43,7 @@ def _vectors(frame, column="features"):
             for row in frame.select(vector_to_array(column, "float32")).collect()]
 
 
+@pytest.mark.claim("Inputs: URLs, local paths, file:// URIs, binary content and Spark image structs (BGR order handled)")
 @pytest.mark.compat
 def test_featurizer_reads_paths_file_uris_and_http_urls_to_hwc_rgb(spark, images, http_server):
     folder = images["dir"]
@@ -58,6 +59,7 @@ def test_featurizer_reads_paths_file_uris_and_http_urls_to_hwc_rgb(spark, images
         np.testing.assert_array_equal(vector, expected)
 
 
+@pytest.mark.claim("Grayscale, RGBA, CMYK, 16-bit and EXIF-rotated images are handled")
 def test_featurizer_converts_gray_and_rgba_to_the_requested_mode(spark, images):
     folder = images["dir"]
     frame = spark.createDataFrame([(str(folder / "gray.png"),), (str(folder / "rgba.png"),)], "url string")
@@ -69,6 +71,7 @@ def test_featurizer_converts_gray_and_rgba_to_the_requested_mode(spark, images):
     assert all(np.isfinite(v).all() and v.min() >= 0 and v.max() <= 1 for v in rgb + gray)
 
 
+@pytest.mark.claim("Inputs: URLs, local paths, file:// URIs, binary content and Spark image structs (BGR order handled)")
 @pytest.mark.compat
 def test_featurizer_reads_binary_file_content_column(spark, images):
     frame = spark.read.format("binaryFile").option("pathGlobFilter", "rgb.png").load(str(images["dir"]))
@@ -77,6 +80,7 @@ def test_featurizer_reads_binary_file_content_column(spark, images):
     np.testing.assert_array_equal(vector, _expected(images["rgb"]))
 
 
+@pytest.mark.claim("Inputs: URLs, local paths, file:// URIs, binary content and Spark image structs (BGR order handled)")
 def test_featurizer_reads_spark_image_struct_with_bgr_order_accounted_for(spark, images):
     frame = spark.read.format("image").option("pathGlobFilter", "rgb.png").load(str(images["dir"]))
     out = ImageUrlFeaturizer(inputCol="image", imageSize=SIZE).transform(frame)
@@ -84,6 +88,7 @@ def test_featurizer_reads_spark_image_struct_with_bgr_order_accounted_for(spark,
     np.testing.assert_array_equal(vector, _expected(images["rgb"]))
 
 
+@pytest.mark.claim("handleInvalid=\"keep\" keeps every row (null vector) and errorCol gives each failed row a reason code")
 @pytest.mark.compat
 def test_featurizer_keep_mode_keeps_every_row_and_column_with_reasons(spark, images, http_server):
     folder = images["dir"]
@@ -110,6 +115,7 @@ def test_featurizer_keep_mode_keeps_every_row_and_column_with_reasons(spark, ima
     assert [r["features"] is None for r in collected] == [False, True, True, True, True, False]
 
 
+@pytest.mark.claim("handleInvalid=\"skip\" drops exactly the rows whose image cannot be read")
 @pytest.mark.compat
 def test_featurizer_skip_mode_drops_only_bad_rows(spark, images):
     folder = images["dir"]
@@ -120,6 +126,7 @@ def test_featurizer_skip_mode_drops_only_bad_rows(spark, images):
     assert "features" in out.columns
 
 
+@pytest.mark.claim("handleInvalid=\"error\" fails the job with a message naming the row's source (secrets redacted) and the cause")
 @pytest.mark.compat
 def test_featurizer_error_mode_fails_naming_the_url_and_the_cause(spark, http_server):
     url = f"{http_server}/featurizer/absent.png"
@@ -141,6 +148,7 @@ def test_featurizer_output_metadata_describes_the_tensor(spark, images):
     assert meta["tensor"]["channelOrder"] == "RGB"
 
 
+@pytest.mark.claim("Only the image column crosses into Python")
 def test_only_the_image_column_crosses_into_python(spark, images):
     frame = spark.createDataFrame([(1, str(images["dir"] / "rgb.png"), "x" * 10)], "id int, url string, text string")
     plan = ImageUrlFeaturizer(inputCol="url", imageSize=SIZE).transform(frame)._jdf.queryExecution() \
@@ -223,6 +231,7 @@ def test_featurizer_params_have_getters_setters_and_defaults():
     assert copied.getImageSize() == [2, 2] and featurizer.getImageSize() == [8, 9]
 
 
+@pytest.mark.claim("preprocess / ImageEmbedder.embed give bit-identical values without Spark")
 def test_serving_preprocess_matches_spark_output_bit_for_bit(spark, images):
     path = str(images["dir"] / "rgb.png")
     featurizer = ImageUrlFeaturizer(inputCol="url", imageSize=SIZE)

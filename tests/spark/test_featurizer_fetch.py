@@ -59,6 +59,7 @@ def fault_rows(server: FaultServer) -> list:
     ]
 
 
+@pytest.mark.claim("handleInvalid=\"keep\" keeps every row (null vector) and errorCol gives each failed row a reason code")
 def test_featurizer_keeps_every_fault_row_with_its_reason_within_the_deadline(spark, server):
     rows = fault_rows(server)
     frame = spark.createDataFrame([(i, url) for i, (url, _) in enumerate(rows)], "id int, url string")
@@ -78,6 +79,7 @@ def test_featurizer_keeps_every_fault_row_with_its_reason_within_the_deadline(sp
     assert elapsed < 45
 
 
+@pytest.mark.claim("handleInvalid=\"skip\" drops exactly the rows whose image cannot be read")
 def test_featurizer_skips_failed_rows(spark, server):
     urls = [server.url("/image.png"), server.url("/status/404"), server.url("/redirect/2"), server.url("/loop/a")]
     frame = spark.createDataFrame([(u,) for u in urls], "url string")
@@ -97,6 +99,7 @@ def test_featurizer_error_mode_fails_naming_the_url_and_reason(spark, server):
     assert "s3cret-value" not in message
 
 
+@pytest.mark.claim("Saved stages hold env references for headers and storage options, never literal secrets")
 def test_saved_featurizer_holds_header_references_not_secrets(spark, tmp_path, monkeypatch):
     secret = "Bearer " + uuid.uuid4().hex
     monkeypatch.setenv("SPARKIMG_TEST_IMAGE_TOKEN", secret)

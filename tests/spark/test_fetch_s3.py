@@ -59,6 +59,7 @@ def s3_fetcher(endpoint: str, **options: object) -> Fetcher:
     return Fetcher(FetchOptions(**settings))
 
 
+@pytest.mark.claim("s3:// and other fsspec URLs are read with the cloud extra, on the driver and through Spark")
 def test_fetch_reads_s3_objects_with_credentials_from_the_environment(s3_endpoint):
     with s3_fetcher(s3_endpoint) as fetch:
         assert fetch.fetch(f"s3://{BUCKET}/private/a.png") == PNG
@@ -142,6 +143,8 @@ def test_fetch_gives_up_on_an_unreachable_s3_endpoint_within_the_deadline():
     assert time.monotonic() - start < 2.0
 
 
+@pytest.mark.claim("s3:// and other fsspec URLs are read with the cloud extra, on the driver and through Spark")
+@pytest.mark.compat
 def test_featurizer_reads_images_from_an_s3_bucket(spark, s3_endpoint):
     from sparkimg_ml import ImageUrlFeaturizer
 

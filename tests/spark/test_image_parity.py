@@ -62,6 +62,7 @@ def _assert_same(spark_value: Any, served: np.ndarray | str, what: str) -> None:
         np.testing.assert_array_equal(vector.toArray(), served.astype(np.float64), err_msg=what)
 
 
+@pytest.mark.claim("preprocess / ImageEmbedder.embed give bit-identical values without Spark")
 @pytest.mark.parametrize("params", PARAM_SETS, ids=["defaults", "bgr-chw-crop-imagenet", "rgba-pad-full"])
 def test_spark_output_is_bit_identical_to_serving_over_mixed_corpus(spark, image_corpus, params):
     directory, cases = image_corpus
@@ -80,6 +81,7 @@ def test_spark_output_is_bit_identical_to_serving_over_mixed_corpus(spark, image
     np.testing.assert_array_equal(block, np.stack([stage.preprocess(c.data) for c in good]))
 
 
+@pytest.mark.claim("preprocess / ImageEmbedder.embed give bit-identical values without Spark")
 def test_saved_pipeline_model_serves_one_upload_like_spark(spark, image_corpus, tmp_path):
     from pyspark.ml import Pipeline, PipelineModel
 

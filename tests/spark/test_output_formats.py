@@ -51,6 +51,8 @@ def _rows(frame, column: str) -> list:
             for row in frame.orderBy("id").select(column).collect()]
 
 
+@pytest.mark.claim("uint8 output normalised with the recorded metadata equals the vector/array output bit for bit")
+@pytest.mark.compat
 def test_uint8_tensors_normalise_to_the_float_output_bit_for_bit(frame, encoded):
     """Through Spark, every colour mode, layout and mean/std preset: to_float32(uint8) == Vector == array.
 
@@ -92,6 +94,7 @@ def test_uint8_tensors_normalise_to_the_float_output_bit_for_bit(frame, encoded)
             np.testing.assert_array_equal(info.to_float32(pixels).reshape(-1), expected, err_msg=str(configs[number]))
 
 
+@pytest.mark.claim("uint8 output normalised with the recorded metadata equals the vector/array output bit for bit")
 @pytest.mark.parametrize("color_mode", ["RGB", "BGR", "L", "RGBA"])
 @pytest.mark.parametrize("layout", ["HWC", "CHW"])
 @pytest.mark.parametrize("preset", ["plain", "imagenet"])
@@ -115,6 +118,7 @@ def test_uint8_batches_normalise_to_the_float_batches_for_every_configuration(en
     np.testing.assert_array_equal(doubles, floats.astype(np.float64))
 
 
+@pytest.mark.compat
 def test_each_format_has_its_column_type_and_metadata(frame):
     out = frame
     for output_format in ("vector", "array", "uint8"):
@@ -135,6 +139,7 @@ def test_each_format_has_its_column_type_and_metadata(frame):
     assert lengths == [105]  # one byte per value
 
 
+@pytest.mark.compat
 def test_uint8_rows_follow_handle_invalid(frame):
     featurizer = ImageUrlFeaturizer(inputCol="content", outputCol="pixels", imageSize=SIZE,
                                     outputFormat="uint8", handleInvalid="keep", errorCol="why")
@@ -172,6 +177,7 @@ def test_preprocess_returns_the_values_of_the_output_format(encoded):
         preprocess(encoded[0], imageSise=[4, 4])
 
 
+@pytest.mark.claim("High-bit-depth sources are rounded to 8 bits in uint8 output")
 def test_uint8_output_rounds_high_bit_depth_sources_to_8_bits():
     rng = np.random.default_rng(5)
     wide = Image.fromarray(rng.integers(0, 65536, (12, 10), dtype=np.uint16))  # 16-bit gray

@@ -69,6 +69,7 @@ def test_digits_pipeline_is_accurate_on_a_wide_table_with_broken_rows(digits, fi
     assert codes == ["decode", "decode", "http_404", "http_404", "missing", "missing"]
 
 
+@pytest.mark.claim("Saved PipelineModels load in a new process and predict identically")
 @pytest.mark.compat
 def test_pipeline_model_loads_in_a_new_process_with_identical_predictions(spark, digits, fitted, tmp_path):
     _, _, test = digits
@@ -85,6 +86,8 @@ def test_pipeline_model_loads_in_a_new_process_with_identical_predictions(spark,
     assert featurizer.getErrorCol() == "image_error"
 
 
+@pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
+@pytest.mark.compat
 def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, digits, tmp_path):
     _, train, test = digits
     featurizer = ImageUrlFeaturizer(inputCol="url", outputCol="pixels", imageSize=[8, 8], colorMode="L",
@@ -137,6 +140,7 @@ def test_stage_and_unfitted_pipeline_round_trip_every_param(spark, tmp_path):
     assert stages[0].getReducingGap() == 3.0 and stages[0]._image_spec().metadata()["reducingGap"] == 3.0
 
 
+@pytest.mark.claim("Stages saved by 0.1.0 still load")
 @pytest.mark.compat
 def test_stages_saved_by_version_0_1_0_still_load(spark):
     """Module paths and Param names are an on-disk format: these files were written by 0.1.0."""

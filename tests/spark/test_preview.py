@@ -108,6 +108,7 @@ def test_bad_struct_is_a_reason_not_an_exception():
     assert out.column("image_failure").to_pylist()[0].startswith("bad_struct")
 
 
+@pytest.mark.claim("show_images renders thumbnail grids (HTML, no script) with each failure marked by its reason")
 def test_render_grid_escapes_captions_and_reasons_and_has_no_script():
     tiles = [Tile(failure="decode: <script>alert(1)</script>", captions=(("path", '"><img src=x onerror=alert(1)>'),))]
     text = render_grid(tiles, size=64)
@@ -164,6 +165,8 @@ def colour_table(spark, base: str):
     return spark.createDataFrame(rows, "id int, url string, label string").coalesce(1)
 
 
+@pytest.mark.claim("show_images renders thumbnail grids (HTML, no script) with each failure marked by its reason")
+@pytest.mark.compat
 def test_show_images_of_urls_marks_each_failure_with_its_reason(spark, image_site):
     base, _ = image_site
     grid = show_images(colour_table(spark, base), "url", n=9, size=32, captions=["label"])
@@ -193,6 +196,7 @@ def test_show_images_of_bytes_and_image_structs(spark, image_site):
     assert sorted(center(tile_pixels(grid, i)) for i in range(6)) == sorted(COLORS)
 
 
+@pytest.mark.compat
 def test_show_images_side_by_side_shows_source_and_what_the_model_sees(spark, image_site):
     base, _ = image_site
     featurizer = ImageUrlFeaturizer(inputCol="url", imageSize=[4, 4], mean="imagenet", std="imagenet",
@@ -253,6 +257,8 @@ def test_show_images_refuses_configuration_mistakes_with_a_fix(spark, image_site
         show_images(plain, "v")
 
 
+@pytest.mark.claim("failure_report counts failure reasons with redacted examples")
+@pytest.mark.compat
 def test_failure_report_counts_reasons_with_redacted_examples(spark):
     rows = [("https://u:secret@h.example/a.png?token=abc&w=1", "http_404: Not Found"),
             ("https://h.example/b.png", "http_404: Not Found"),

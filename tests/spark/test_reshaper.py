@@ -199,6 +199,7 @@ def test_output_metadata_permutes_layout_and_carries_the_other_keys():
 
 # -- Spark: values, metadata, plans ---------------------------------------------------------------
 
+@pytest.mark.claim("TensorReshaper output equals numpy's reshape + transpose, and the inverse restores the input")
 @pytest.mark.compat
 @settings(max_examples=5, deadline=None)
 @given(shapes_and_axes(max_rank=4, max_size=3), st.booleans(), st.integers(0, 2**31 - 1))
@@ -304,6 +305,7 @@ def _plan(frame, capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.claim("TensorReshaper runs entirely in the JVM (no Python UDF in the plan)")
 def test_physical_plan_has_no_python_udf(spark, capsys):
     frame = spark.range(4).select(
         array_to_vector(F.transform(F.sequence(F.lit(0), F.lit(11)), lambda i: (i + F.col("id")).cast("double")))
@@ -466,6 +468,7 @@ SAVED_STAGE = (
 )
 
 
+@pytest.mark.claim("Stages saved by 0.1.0 still load")
 def test_stage_saved_in_the_first_on_disk_format_still_loads(spark, tmp_path):
     metadata = tmp_path / "stage" / "metadata"
     metadata.mkdir(parents=True)
@@ -477,6 +480,7 @@ def test_stage_saved_in_the_first_on_disk_format_still_loads(spark, tmp_path):
     assert (stage.getOutputFormat(), stage.getHandleInvalid()) == ("array", "keep")
 
 
+@pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
 @pytest.mark.compat
 def test_cross_validator_tunes_axes_and_persists(labelled, tmp_path):
     reshaper = TensorReshaper(inputCol="features", outputCol="x", outputFormat="vector")
@@ -512,6 +516,7 @@ def _input_columns(spark, values: np.ndarray):
     }, meta
 
 
+@pytest.mark.claim("Python UDFs (predict_batch_udf) over TensorReshaper output work on pyspark 3.5 to 4.3")
 @pytest.mark.compat
 @pytest.mark.parametrize("output_type", ["nested", "array", "vector"])
 def test_python_udfs_read_every_output_form_on_every_spark(spark, output_type):
@@ -542,6 +547,7 @@ def test_python_udfs_read_every_output_form_on_every_spark(spark, output_type):
         assert [sums[i] for i in range(5)] == expected and sums[5] is None, (kind, output_type)
 
 
+@pytest.mark.claim("Python UDFs (predict_batch_udf) over TensorReshaper output work on pyspark 3.5 to 4.3")
 @pytest.mark.compat
 def test_featurizer_and_chw_tensors_feed_predict_batch_udf_like_numpy_on_the_decoded_images(
         spark, static_dir, http_server):

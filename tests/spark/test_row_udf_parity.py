@@ -38,6 +38,7 @@ def photo_urls(static_dir, http_server):
     return urls, blobs
 
 
+@pytest.mark.claim("The featurizer gives the row-at-a-time UDF's values on RGB JPEGs")
 def test_featurizer_matches_the_row_udf_recipe_on_rgb_jpegs(spark, photo_urls):
     urls, blobs = photo_urls
     frame = spark.createDataFrame(list(enumerate(urls)), "id int, url string")

@@ -146,6 +146,7 @@ def _labels_seen(path, rank, world_size, num_workers, shuffle_buffer=0, epoch=0,
     return [label for _, y in loader for label in y.tolist()]
 
 
+@pytest.mark.claim("TensorDataset gives every row to exactly one rank and worker")
 @pytest.mark.parametrize("shuffle_buffer", [0, 50])
 def test_two_ranks_times_two_workers_see_every_row_exactly_once(id_tensors, shuffle_buffer):
     seen = [_labels_seen(id_tensors, rank, 2, 2, shuffle_buffer) for rank in (0, 1)]
@@ -225,6 +226,7 @@ def test_appended_tensors_of_another_shape_are_refused_when_read(spark, tmp_path
         TensorFiles(out)
 
 
+@pytest.mark.claim("write_tensors + TensorDataset train a CNN with TorchDistributor (0.98 held-out accuracy on digits)")
 def test_torch_distributor_ranks_split_the_rows_of_the_dataset(spark, id_tensors):
     """Two gloo ranks started by Spark's TorchDistributor take rank and world size from torch.distributed."""
     from pyspark.ml.torch.distributor import TorchDistributor

@@ -1,6 +1,6 @@
 """Run in a fresh Python process: load a saved model and write its predictions as JSON.
 
-Usage: python load_and_predict.py {pipeline|crossvalidator} MODEL_PATH ROWS_JSON OUT_JSON
+Usage: python load_and_predict.py {pipeline|crossvalidator|trainvalidationsplit} MODEL_PATH ROWS_JSON OUT_JSON
 ROWS_JSON holds [[id, url], ...]. Used by test_pipelines.py to prove that saved models
 need nothing from the process that trained them.
 """
@@ -13,7 +13,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 from pyspark.ml import PipelineModel  # noqa: E402
-from pyspark.ml.tuning import CrossValidatorModel  # noqa: E402
+from pyspark.ml.tuning import CrossValidatorModel, TrainValidationSplitModel  # noqa: E402
 from pyspark.sql import SparkSession  # noqa: E402
 
 
@@ -30,7 +30,8 @@ def main(kind: str, model_path: str, rows_path: str, out_path: str) -> None:
 
         ship(spark)
     try:
-        loader = PipelineModel if kind == "pipeline" else CrossValidatorModel
+        loader = {"pipeline": PipelineModel, "crossvalidator": CrossValidatorModel,
+                  "trainvalidationsplit": TrainValidationSplitModel}[kind]
         model = loader.load(model_path)
         rows = json.load(open(rows_path))
         frame = spark.createDataFrame([tuple(r) for r in rows], "id int, url string")
@@ -38,6 +39,8 @@ def main(kind: str, model_path: str, rows_path: str, out_path: str) -> None:
         result = {str(r["id"]): [r["prediction"], r["probability"].toArray().tolist()] for r in predicted}
         if kind == "crossvalidator":
             result["avgMetrics"] = list(model.avgMetrics)
+        if kind == "trainvalidationsplit":
+            result["validationMetrics"] = list(model.validationMetrics)
         json.dump(result, open(out_path, "w"))
     finally:
         spark.stop()

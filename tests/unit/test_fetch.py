@@ -87,13 +87,16 @@ def test_fetch_options_copy_their_containers():
     assert options.headers == {"X-Team": "vision"}
 
 
-@pytest.mark.parametrize("bad, error", [
-    ({"timeout": 0}, ValueError), ({"concurrency": 0}, ValueError), ({"max_retries": -1}, ValueError),
-    ({"max_bytes": True}, TypeError), ({"connect_timeout": float("inf")}, ValueError),
-    ({"allowed_hosts": ["http://x"]}, ValueError),
+@pytest.mark.parametrize("bad, error, pattern", [
+    ({"timeout": 0}, ValueError, "^timeout must be > 0; got 0"),
+    ({"concurrency": 0}, ValueError, "^concurrency must be >= 1; got 0"),
+    ({"max_retries": -1}, ValueError, "^max_retries must be >= 0; got -1"),
+    ({"max_bytes": True}, TypeError, "^max_bytes must be a number, got True"),
+    ({"connect_timeout": float("inf")}, ValueError, "^connect_timeout must be > 0; got inf"),
+    ({"allowed_hosts": ["http://x"]}, ValueError, "^allowedHosts entry 'http://x' is not a host name"),
 ])
-def test_fetch_options_reject_bad_values(bad, error):
-    with pytest.raises(error):
+def test_fetch_options_reject_bad_values(bad, error, pattern):
+    with pytest.raises(error, match=pattern):
         FetchOptions(**bad)
 
 
@@ -104,6 +107,7 @@ def test_fetch_options_reject_bad_values(bad, error):
     "169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254", "100.100.100.200", "0.0.0.0",
     "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "224.0.0.1", "192.0.0.192",
 ])
+@pytest.mark.claim("Link-local and cloud-metadata addresses and host names are always refused, redirects included")
 def test_policy_refuses_link_local_and_metadata_addresses_by_default(address):
     with pytest.raises(SourceError, match="^blocked: .*link-local or metadata"):
         NetworkPolicy().permitted("host", [ip_address(address)])
@@ -138,6 +142,7 @@ def test_policy_allowed_hosts_match_names_wildcards_and_networks():
             policy.permitted(host, public)
 
 
+@pytest.mark.claim("Link-local and cloud-metadata addresses and host names are always refused, redirects included")
 def test_policy_allow_list_never_unblocks_metadata_addresses():
     policy = NetworkPolicy(allowed_hosts=["169.254.0.0/16", "metadata.internal"])
     with pytest.raises(SourceError, match="metadata"):
@@ -177,6 +182,7 @@ def no_dns(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     return calls
 
 
+@pytest.mark.claim("Link-local and cloud-metadata addresses and host names are always refused, redirects included")
 @pytest.mark.parametrize("url", _METADATA_URLS)
 @pytest.mark.parametrize("allowed_hosts", [[], ["*.internal", "metadata", "*.goog", "*.com", "*.net",
                                                 "instance-data", "203.0.113.0/24"]])
@@ -211,6 +217,7 @@ def test_parse_host_rule_rejects_what_is_not_a_host(rule):
 # --------------------------------------------------------------------------- HTTP
 
 
+@pytest.mark.claim("Fetches of a batch run concurrently over pooled keep-alive connections; identical sources are fetched once")
 def test_fetch_returns_body_and_reuses_one_keep_alive_connection(server):
     with fetcher() as fetch:
         before = server.connections
@@ -239,6 +246,7 @@ def test_fetch_retries_500_then_reports_it(server):
     assert server.hits(path) - before == 3
 
 
+@pytest.mark.claim("5xx and 429 are retried, Retry-After honoured within the row's deadline")
 def test_fetch_retries_503_twice_then_succeeds(server):
     key = uuid.uuid4().hex
     with fetcher(max_retries=2) as fetch:
@@ -253,6 +261,7 @@ def test_fetch_gives_up_on_flaky_source_when_retries_run_out(server):
     assert server.hits(f"flaky:{key}") == 2
 
 
+@pytest.mark.claim("5xx and 429 are retried, Retry-After honoured within the row's deadline")
 @pytest.mark.parametrize("code", [429, 503])
 def test_fetch_honours_retry_after(server, code):
     path = f"/retry-after/{code}/1"
@@ -274,6 +283,7 @@ def test_fetch_caps_a_long_retry_after(server):
     assert server.hits(path) - before == 3
 
 
+@pytest.mark.claim("5xx and 429 are retried, Retry-After honoured within the row's deadline")
 def test_fetch_stops_retrying_when_the_wait_would_pass_the_deadline(server):
     path = "/retry-after/503/5"
     before = server.hits(path)
@@ -307,6 +317,7 @@ def test_fetch_refuses_a_redirect_to_another_scheme(server, target):
     assert "passwd" not in error.reason
 
 
+@pytest.mark.claim("Link-local and cloud-metadata addresses and host names are always refused, redirects included")
 def test_fetch_refuses_a_redirect_to_the_metadata_address(server):
     with fetcher() as fetch:
         error = failure(fetch, server.url("/redirect-to?url=" + quote("http://169.254.169.254/latest/", safe="")))
@@ -329,6 +340,7 @@ def test_fetch_resolves_host_names_and_checks_the_resolved_address(server):
         assert failure(fetch, url).reason.startswith("blocked: localhost resolves to ")
 
 
+@pytest.mark.claim("Every read (HTTP, local, storage) is bounded by the per-row deadline; at most 32 abandoned reads")
 @pytest.mark.parametrize("path, seconds", [("/slow?delay=5", 1.0), ("/drip?seconds=20", 1.0),
                                            ("/drip-headers", 1.0)])
 def test_fetch_times_out_within_the_deadline(server, path, seconds):
@@ -355,11 +367,13 @@ def test_fetch_reports_refused_connections():
         assert failure(fetch, f"http://127.0.0.1:{port}/x.png").reason == "connection: connection refused"
 
 
+@pytest.mark.claim("maxBytes caps bodies, gzip bodies counted decoded")
 def test_fetch_refuses_a_declared_length_over_max_bytes_without_reading(server):
     with fetcher(max_bytes=50) as fetch:
         assert failure(fetch, server.url("/image.png")).reason == f"too_large: Content-Length {len(PNG)} > maxBytes 50"
 
 
+@pytest.mark.claim("maxBytes caps bodies, gzip bodies counted decoded")
 def test_fetch_stops_an_endless_body_at_max_bytes(server):
     start = time.monotonic()
     with fetcher(max_bytes=1 << 20) as fetch:
@@ -367,6 +381,7 @@ def test_fetch_stops_an_endless_body_at_max_bytes(server):
     assert time.monotonic() - start < 2.0
 
 
+@pytest.mark.claim("maxBytes caps bodies, gzip bodies counted decoded")
 def test_fetch_counts_decoded_bytes_of_a_gzip_bomb(server):
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     with fetcher(max_bytes=8 << 20, timeout=10.0) as fetch:
@@ -405,6 +420,7 @@ def test_fetch_asks_for_any_type_and_the_encodings_it_decodes(server):
     assert echoed["Accept"] == "*/*" and "gzip" in echoed["Accept-Encoding"]
 
 
+@pytest.mark.claim("Cookies are never kept or sent")
 def test_fetch_never_keeps_or_sends_cookies(server):
     with fetcher() as fetch:
         assert fetch.fetch(server.url("/set-cookie")) == PNG
@@ -436,6 +452,7 @@ def test_fetch_refuses_to_start_when_an_env_reference_is_unset(monkeypatch):
         Fetcher(FetchOptions(headers={"Authorization": "env:SPARKIMG_TEST_UNSET"}))
 
 
+@pytest.mark.claim("Credentials are kept on same-origin redirects and dropped across origins")
 def test_fetch_keeps_credentials_on_same_origin_redirects_and_drops_them_across_origins(server):
     secrets = {"Authorization": "Bearer abc", "Cookie": "session=1", "X-Team": "vision"}
     same = server.url("/redirect-to?url=" + quote("/echo-headers", safe=""))
@@ -490,6 +507,7 @@ def test_fetch_caps_connections_per_host(server):
     assert server.peak_busy(group) == 2
 
 
+@pytest.mark.claim("Fetches of a batch run concurrently over pooled keep-alive connections; identical sources are fetched once")
 def test_fetch_runs_requests_concurrently_across_threads(server):
     group = uuid.uuid4().hex
     with fetcher(max_connections_per_host=8, concurrency=6, timeout=5.0) as fetch, \
@@ -624,6 +642,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.claim("Every read (HTTP, local, storage) is bounded by the per-row deadline; at most 32 abandoned reads")
 def test_fetch_bounds_a_hung_local_read_by_the_deadline(hung_fifos):
     fifo = hung_fifos()
     start = time.monotonic()
@@ -634,6 +653,7 @@ def test_fetch_bounds_a_hung_local_read_by_the_deadline(hung_fifos):
     assert 0.45 < elapsed < 1.0
 
 
+@pytest.mark.claim("Every read (HTTP, local, storage) is bounded by the per-row deadline; at most 32 abandoned reads")
 def test_abandoned_reads_are_capped_and_new_ones_fail_fast_until_they_return(hung_fifos, tmp_path, monkeypatch):
     calls = BlockingCalls(max_abandoned=2)
     monkeypatch.setattr(fetcher_module, "BLOCKING_CALLS", calls)
@@ -777,6 +797,7 @@ class _StallingFileSystem(MemoryFileSystem):
         return super()._open(path, mode, **kwargs)
 
 
+@pytest.mark.claim("Every read (HTTP, local, storage) is bounded by the per-row deadline; at most 32 abandoned reads")
 def test_fetch_bounds_a_hanging_storage_read_by_the_deadline():
     fsspec.register_implementation("stalling", _StallingFileSystem, clobber=True)
     start = time.monotonic()
@@ -912,17 +933,22 @@ def test_fetch_params_build_the_options_shipped_to_executors():
 @pytest.mark.parametrize("headers", [{"Authorization": "Bearer abc"}, {"cookie": "a=1"},
                                      {"Proxy-Authorization": "Basic eA=="}, {"X-Api-Key": "k"},
                                      {"X-Auth-Token": "t"}])
+@pytest.mark.claim("Saved stages hold env references for headers and storage options, never literal secrets")
 def test_headers_param_refuses_literal_credentials(headers):
     with pytest.raises(ValueError, match="env:NAME"):
         _Stage().setHeaders(headers)
 
 
-@pytest.mark.parametrize("headers, error", [
-    ({"Bad Name": "x"}, ValueError), ({"X-A": "a\r\nInjected: 1"}, ValueError), ({"Host": "evil"}, ValueError),
-    ({"X-A": 1}, TypeError), (["X-A"], TypeError), ({"Authorization": "env:1BAD"}, ValueError),
+@pytest.mark.parametrize("headers, error, pattern", [
+    ({"Bad Name": "x"}, ValueError, "'Bad Name' is not a valid header name"),
+    ({"X-A": "a\r\nInjected: 1"}, ValueError, "value of 'X-A' must not contain line breaks"),
+    ({"Host": "evil"}, ValueError, "'Host' is set from each URL and cannot be overridden"),
+    ({"X-A": 1}, TypeError, "headers must map strings to strings; got 'X-A': 1"),
+    (["X-A"], TypeError, "headers must be a dict of header name to value, got list"),
+    ({"Authorization": "env:1BAD"}, ValueError, "'env:1BAD' is not a valid env:NAME reference"),
 ])
-def test_headers_param_rejects_malformed_headers(headers, error):
-    with pytest.raises(error):
+def test_headers_param_rejects_malformed_headers(headers, error, pattern):
+    with pytest.raises(error, match=pattern):
         convert_headers(headers)
 
 
@@ -934,7 +960,7 @@ def test_storage_options_param_refuses_literal_credentials_but_takes_env_referen
     assert convert_storage_options({"gs": {"token": "anon"}}) == {"gs": {"token": "anon"}}
     with pytest.raises(ValueError, match="env:NAME"):
         convert_storage_options({"abfs": {"credentials": {"client_secret": "x"}}})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"storageOptions\.s3: storageOptions maps a protocol to its options"):
         convert_storage_options({"s3": "not a dict"})
 
 
@@ -963,12 +989,16 @@ def test_storage_options_env_references_are_resolved_on_the_executor(monkeypatch
     assert _RecordingFileSystem.created_with[-1] == {"secret": os.environ["SPARKIMG_TEST_SECRET"], "region": "eu"}
 
 
-@pytest.mark.parametrize("setter, value", [
-    ("setAllowedHosts", ["http://x"]), ("setStorageProtocols", ["HTTP"]), ("setStorageProtocols", ["http"]),
-    ("setMaxRetries", -1), ("setConnectTimeout", 0), ("setMaxConnectionsPerHost", 0),
+@pytest.mark.parametrize("setter, value, pattern", [
+    ("setAllowedHosts", ["http://x"], "allowedHosts entry 'http://x' is not a host name"),
+    ("setStorageProtocols", ["HTTP"], "'HTTP' is not a lower-case protocol name"),
+    ("setStorageProtocols", ["http"], "'http' is read natively and cannot be routed to fsspec"),
+    ("setMaxRetries", -1, "^maxRetries must be >= 0; got -1"),
+    ("setConnectTimeout", 0, "^connectTimeout must be > 0; got 0"),
+    ("setMaxConnectionsPerHost", 0, "^maxConnectionsPerHost must be > 0; got 0"),
 ])
-def test_fetch_params_reject_bad_values(setter, value):
-    with pytest.raises(ValueError):
+def test_fetch_params_reject_bad_values(setter, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
         getattr(_Stage(), setter)(value)
 
 

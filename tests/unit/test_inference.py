@@ -28,6 +28,7 @@ def cnn(tmp_path: Path) -> Path:
     return tiny_cnn(tmp_path / "tiny.onnx")
 
 
+@pytest.mark.claim("Each Python worker reads the ONNX model once")
 def test_model_is_read_once_per_process_and_the_session_reused(cnn):
     uri = str(cnn)
     first = load_model(uri)
@@ -38,6 +39,7 @@ def test_model_is_read_once_per_process_and_the_session_reused(cnn):
     assert first.sha256 == hashlib.sha256(cnn.read_bytes()).hexdigest()
 
 
+@pytest.mark.claim("Each Python worker reads the ONNX model once")
 def test_concurrent_first_loads_read_the_model_once(cnn):
     uri = cnn.as_uri()  # file://
     models = []
@@ -56,6 +58,7 @@ def test_model_is_read_over_http(static_dir, http_server):
     assert [o.name for o in model.outputs] == ["logits", "features", "conv"]
 
 
+@pytest.mark.claim("ImageEmbedder's embeddings equal onnxruntime's on the featurizer's preprocessing")
 def test_batched_inference_equals_onnxruntime_directly(cnn):
     images = np.random.default_rng(1).random((10, 3, 8, 8), dtype=np.float32)
     model = load_model(str(cnn))
@@ -65,6 +68,7 @@ def test_batched_inference_equals_onnxruntime_directly(cnn):
     assert ours.shape == (10, 4) and ours.dtype == np.float32
 
 
+@pytest.mark.claim("A saved ImageEmbedder stores the model's URI and checksum, not its bytes; a wrong checksum names both digests")
 def test_checksum_mismatch_names_the_model_and_both_digests(cnn):
     wrong = "0" * 64
     with pytest.raises(ModelError) as error:

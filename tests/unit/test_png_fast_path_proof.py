@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sparkimg_ml.image import png as _png
 from sparkimg_ml.image import ImageSpec, preprocess_bytes
+from sparkimg_ml.image import png as _png
 
 PYSPNG_INSTALLED = importlib.util.find_spec("pyspng") is not None
 needs_pyspng = pytest.mark.skipif(not PYSPNG_INSTALLED, reason="pyspng (the [fast] extra) is not installed")

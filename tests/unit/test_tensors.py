@@ -24,6 +24,7 @@ def _png(seed: int, size=(23, 17), mode="RGB") -> bytes:
     {"color_mode": "L", "scale": 2.0, "mean": (0.5,), "std": (3.0,)},
     {"color_mode": "RGBA", "layout": "CHW", "resize_mode": "pad", "pad_color": (9, 8, 7)},
 ])
+@pytest.mark.claim("uint8 output normalised with the recorded metadata equals the vector/array output bit for bit")
 def test_uint8_pixels_normalised_by_the_metadata_equal_the_float_features_bit_for_bit(params):
     spec = ImageSpec(8, 6, **params)
     raw_spec = spec.replace(scale=1.0, mean=(0.0,), std=(1.0,))

@@ -65,6 +65,7 @@ def _run(batches, task):
     return pa.concat_arrays(out) if out else None, out
 
 
+@pytest.mark.claim("Fetches of a batch run concurrently over pooled keep-alive connections; identical sources are fetched once")
 def test_identical_sources_in_a_batch_are_fetched_once_and_rows_stay_in_order(counting_fetch):
     sources = ["u/10", "u/20", "u/10", "bad/1", "u/10", "u/30", "u/20"]
     result, _ = _run([sources], _task())
@@ -83,6 +84,7 @@ def test_output_batches_are_capped_in_bytes_and_keep_the_row_count(counting_fetc
     assert len(result) == 10 and result.field("error").null_count == 10
 
 
+@pytest.mark.claim("handleInvalid=\"error\" fails the job with a message naming the row's source (secrets redacted) and the cause")
 def test_error_mode_raises_naming_the_source_without_its_secrets(counting_fetch):
     with pytest.raises(decode.ImageFeaturizationError) as failure:
         _run([["u/1", "bad/x?token=hunter2&size=3"]], _task("error"))
