@@ -53,6 +53,11 @@ BACKENDS: dict[str, Backend] = {
 BACKEND_CHECK_ROWS = 20
 
 
+#: Protocols a back-end reads but fsspec's registry does not list: the registered name of the same class
+#: (adlfs reads abfss:// URLs, but fsspec knows only abfs and az).
+FSSPEC_NAMES: dict[str, str] = {"abfss": "abfs"}
+
+
 def missing_message(protocol: str, cause: BaseException | None = None) -> str:
     """The ``missing_dependency`` detail for ``protocol``.
 
@@ -87,7 +92,7 @@ def filesystem_class(protocol: str) -> Any:
     except ImportError as exc:
         raise missing_dependency(protocol, exc) from None
     try:
-        implementation: Any = fsspec.get_filesystem_class(protocol)
+        implementation: Any = fsspec.get_filesystem_class(FSSPEC_NAMES.get(protocol, protocol))
     except ImportError as exc:
         raise missing_dependency(protocol, exc) from None
     except ValueError:
