@@ -20,7 +20,7 @@ from ._invalid_params import HasInvalidRowParams
 from ._output_params import HasOutputFormat
 from ._persistence import StageWritable
 from ._udf import SOURCE, VECTOR, FeaturizeTask, make_spark_udf
-from .fetch.backends import BACKEND_CHECK_ROWS, check_backends
+from .fetch.backends import BACKEND_CHECK_ROWS, absent_backends, check_backends
 from .serving import preprocess_with
 
 
@@ -199,7 +199,8 @@ class ImageUrlFeaturizer(
             handle_invalid=self.getHandleInvalid(), input_col=self.getInputCol(),
             features_format=output_format,
         )
-        if task.handle_invalid == "error" and kind == SOURCE and not dataset.isStreaming:  # fail here, not in a task
+        if task.handle_invalid == "error" and kind == SOURCE and not dataset.isStreaming \
+                and absent_backends(task.fetch.storage_protocols):  # a missing one fails here, not in a task
             first_rows = [row[0] for row in dataset.select(self.getInputCol()).limit(BACKEND_CHECK_ROWS).collect()]
             check_backends(stage, self.getInputCol(), first_rows, task.fetch.storage_protocols)
         featurize, features_format = make_spark_udf(task)

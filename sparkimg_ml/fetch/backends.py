@@ -14,6 +14,7 @@ a source needs them.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,30 @@ def filesystem_class(protocol: str) -> Any:
     except ValueError:
         raise SourceError("unsupported_scheme", f"{protocol}: is not an fsspec protocol") from None
     return implementation
+
+
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None  # None too when sys.modules blocks it
+    except ValueError:  # imported already, without a spec
+        return True
+
+
+def absent_backends(storage_protocols: Sequence[str]) -> list[str]:
+    """The protocols whose package (or fsspec) is not installed here; cheap: finds modules without importing.
+
+    Examples
+    --------
+    >>> absent_backends(["nosuchprotocol"]) == ([] if importlib.util.find_spec("fsspec") else ["nosuchprotocol"])
+    True
+    """
+    fsspec_found = _found("fsspec")
+    absent = []
+    for protocol in storage_protocols:
+        backend = BACKENDS.get(protocol)
+        if not fsspec_found or (backend is not None and not _found(backend.module)):
+            absent.append(protocol)
+    return absent
 
 
 def _protocol(source: object, storage_protocols: Sequence[str]) -> str | None:
