@@ -14,6 +14,7 @@ a source needs them.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,11 @@ BACKENDS: dict[str, Backend] = {
 BACKEND_CHECK_ROWS = 20
 
 
+#: Protocols a back-end reads but fsspec's registry does not list: the registered name of the same class
+#: (adlfs reads abfss:// URLs, but fsspec knows only abfs and az).
+FSSPEC_NAMES: dict[str, str] = {"abfss": "abfs"}
+
+
 def missing_message(protocol: str, cause: BaseException | None = None) -> str:
     """The ``missing_dependency`` detail for ``protocol``.
 
@@ -87,12 +93,36 @@ def filesystem_class(protocol: str) -> Any:
     except ImportError as exc:
         raise missing_dependency(protocol, exc) from None
     try:
-        implementation: Any = fsspec.get_filesystem_class(protocol)
+        implementation: Any = fsspec.get_filesystem_class(FSSPEC_NAMES.get(protocol, protocol))
     except ImportError as exc:
         raise missing_dependency(protocol, exc) from None
     except ValueError:
         raise SourceError("unsupported_scheme", f"{protocol}: is not an fsspec protocol") from None
     return implementation
+
+
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None  # None too when sys.modules blocks it
+    except ValueError:  # imported already, without a spec
+        return True
+
+
+def absent_backends(storage_protocols: Sequence[str]) -> list[str]:
+    """The protocols whose package (or fsspec) is not installed here; cheap: finds modules without importing.
+
+    Examples
+    --------
+    >>> absent_backends(["nosuchprotocol"]) == ([] if importlib.util.find_spec("fsspec") else ["nosuchprotocol"])
+    True
+    """
+    fsspec_found = _found("fsspec")
+    absent = []
+    for protocol in storage_protocols:
+        backend = BACKENDS.get(protocol)
+        if not fsspec_found or (backend is not None and not _found(backend.module)):
+            absent.append(protocol)
+    return absent
 
 
 def _protocol(source: object, storage_protocols: Sequence[str]) -> str | None:

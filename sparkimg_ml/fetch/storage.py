@@ -40,15 +40,13 @@ class StorageReader:
         if fs is not None:
             return fs
         implementation = filesystem_class(protocol)  # missing_dependency when its package is not installed
-        import fsspec
-
         try:
             # Options given for an alias (s3 for s3a, gs for gcs, abfs for az) apply too.
             aliases = implementation.protocol
             names = [protocol] + ([aliases] if isinstance(aliases, str) else list(aliases))
             options: dict[str, Any] = next(
                 (self._storage_options[n] for n in names if n in self._storage_options), {})
-            fs = fsspec.filesystem(protocol, **options)
+            fs = implementation(**options)  # what fsspec.filesystem(protocol) does, for abfss:// too
         except ImportError as exc:  # a back-end importing more when it starts (e.g. webhdfs: requests)
             raise missing_dependency(protocol, exc) from None
         except Exception as exc:  # noqa: BLE001 - a back-end failing to start fails this row, not the job

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructType
 
 from ..errors import missing_column
-from ..fetch.backends import BACKEND_CHECK_ROWS, check_backends
+from ..fetch.backends import BACKEND_CHECK_ROWS, absent_backends, check_backends
 from ..schema import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR
 
 C = TypeVar("C", bound="HasColumns")
@@ -98,9 +98,12 @@ def check_storage_backends(dataset: DataFrame, stage: str, input_col: str, kind:
     back-end that is not installed (``gs://`` without gcsfs), instead of in the first task.
 
     Streaming inputs cannot be sampled, and other modes record the reason per row
-    (``missing_dependency``), so only a batch ``error`` job is checked.
+    (``missing_dependency``), so only a batch ``error`` job is checked, and only when
+    a storage package is absent here (found without importing): an environment with
+    every back-end starts no extra job.
     """
-    if handle_invalid != "error" or kind != SOURCE or dataset.isStreaming:
+    if handle_invalid != "error" or kind != SOURCE or dataset.isStreaming \
+            or not absent_backends(storage_protocols):
         return
     first = [row[0] for row in dataset.select(input_col).limit(BACKEND_CHECK_ROWS).collect()]
     check_backends(stage, input_col, first, storage_protocols)
