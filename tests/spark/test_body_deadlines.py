@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import ssl
 import subprocess
 import sys
 import time
@@ -35,8 +34,7 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import trustme
-from fault_server import FaultServer, drip_image
+from fault_server import FaultServer, drip_image, tls_fault_server
 from fsspec.implementations.memory import MemoryFileSystem
 from onnx_models import tiny_cnn
 from PIL import Image
@@ -58,11 +56,20 @@ OTHER_FORMS = ["fifo", "storage"]
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[FaultServer, FaultServer, str]]:
     """A plain and a TLS fault server (a test CA signed its certificate), and that CA's file."""
-    authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    with FaultServer() as plain, FaultServer(tls=context) as tls, authority.cert_pem.tempfile() as ca_file:
+    with FaultServer() as plain, tls_fault_server() as (tls, ca_file):
         yield plain, tls, ca_file
+
+
+def _run_within_deadlines(spark, stage, plain: FaultServer, rows: list, output: str) -> list:
+    """``stage`` over ``rows`` (case, url), checked to end within its rows' deadline of the same job over
+    images served at once (what Spark itself costs on this machine now)."""
+    quick = spark.createDataFrame([(str(i), plain.url("/image.png")) for i in range(len(rows))],
+                                  "case string, url string").coalesce(1)
+    _, baseline = _timed_collect(stage.transform(quick))
+    frame = spark.createDataFrame(rows, "case string, url string").coalesce(1)
+    out, elapsed = _timed_collect(stage.transform(frame).select("case", output, "error"))
+    assert elapsed <= baseline + TIMEOUT + GRACE, (elapsed, baseline)
+    return out
 
 
 def drip_url(server: FaultServer, form: str, rate: str, tls: FaultServer | None = None) -> str:
@@ -247,13 +254,7 @@ def test_featurizer_keep_ends_every_drip_row_and_its_task_by_the_deadline(spark,
     rows.append(("fifo/slow", str(fifo)))
     stage = _spark_stage(ImageUrlFeaturizer(inputCol="url", outputCol="v", imageSize=[8, 8], handleInvalid="keep",
                                             errorCol="error"))
-    # The same job over images served at once: what Spark itself costs on this machine now.
-    quick = spark.createDataFrame([(str(i), plain.url("/image.png")) for i in range(len(rows))],
-                                  "case string, url string").coalesce(1)
-    _, baseline = _timed_collect(stage.transform(quick))
-    frame = spark.createDataFrame(rows, "case string, url string").coalesce(1)
-    out, elapsed = _timed_collect(stage.transform(frame).select("case", "v", "error"))
-    assert elapsed <= baseline + TIMEOUT + GRACE, (elapsed, baseline)
+    out = _run_within_deadlines(spark, stage, plain, rows, "v")
     results = {row.case: row for row in out}
     assert len(results) == len(rows)
     for case, row in results.items():
@@ -286,12 +287,7 @@ def test_embedder_keep_ends_drip_rows_by_the_deadline(spark, servers, tmp_path):
     rows.append(("length/fits", drip_url(plain, "length", "fits")))
     stage = _spark_stage(ImageEmbedder(inputCol="url", outputCol="emb", modelUri=str(model), outputNode="features",
                                        handleInvalid="keep", errorCol="error"))
-    quick = spark.createDataFrame([(str(i), plain.url("/image.png")) for i in range(len(rows))],
-                                  "case string, url string").coalesce(1)
-    _, baseline = _timed_collect(stage.transform(quick))
-    frame = spark.createDataFrame(rows, "case string, url string").coalesce(1)
-    out, elapsed = _timed_collect(stage.transform(frame).select("case", "emb", "error"))
-    assert elapsed <= baseline + TIMEOUT + GRACE, (elapsed, baseline)
+    out = _run_within_deadlines(spark, stage, plain, rows, "emb")
     results = {row.case: row for row in out}
     assert set(results) == {case for case, _ in rows}
     for case, row in results.items():

@@ -363,3 +363,16 @@ class FaultServer:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@contextlib.contextmanager
+def tls_fault_server() -> Iterator[tuple[FaultServer, str]]:
+    """An HTTPS fault server whose certificate (for 127.0.0.1 and localhost) a test CA signed, and that CA's
+    PEM file (trustme is in the test extra)."""
+    import trustme
+
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with FaultServer(tls=context) as running, authority.cert_pem.tempfile() as ca_file:
+        yield running, ca_file

@@ -12,7 +12,6 @@ import os
 import pickle
 import resource
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -27,8 +26,7 @@ from urllib.parse import quote
 import fsspec
 import pyarrow as pa
 import pytest
-import trustme
-from fault_server import PNG, FaultServer
+from fault_server import PNG, FaultServer, tls_fault_server
 from fsspec.implementations.memory import MemoryFileSystem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -468,11 +466,8 @@ def test_fetch_keeps_credentials_on_same_origin_redirects_and_drops_them_across_
 @pytest.fixture(scope="module")
 def tls_server() -> Iterator[tuple[FaultServer, str]]:
     """An HTTPS fault server whose certificate (for 127.0.0.1 and localhost) a test CA signed; and that CA's file."""
-    authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    with FaultServer(tls=context) as running, authority.cert_pem.tempfile() as ca_file:
-        yield running, ca_file
+    with tls_fault_server() as served:
+        yield served
 
 
 def test_fetch_verifies_tls_certificates_against_the_configured_bundle(tls_server, monkeypatch):

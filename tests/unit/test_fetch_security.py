@@ -13,7 +13,6 @@ import json
 import netrc
 import os
 import socket
-import ssl
 import time
 import traceback
 import urllib.request
@@ -28,7 +27,7 @@ import pytest
 import trustme
 import urllib3.util.connection
 from crawl_server import CrawlServer
-from fault_server import PNG, FaultServer
+from fault_server import PNG, FaultServer, tls_fault_server
 
 from sparkimg_ml.errors import SourceError
 from sparkimg_ml.fetch import Fetcher, FetchOptions
@@ -56,11 +55,8 @@ def crawl() -> Iterator[CrawlServer]:
 @pytest.fixture(scope="module")
 def tls() -> Iterator[tuple[FaultServer, str]]:
     """An HTTPS fault server whose certificate a test CA signed, and a PEM bundle file holding that CA."""
-    authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    with FaultServer(tls=context) as running, authority.cert_pem.tempfile() as ca_file:
-        yield running, ca_file
+    with tls_fault_server() as served:
+        yield served
 
 
 def fetcher(**options: object) -> Fetcher:
