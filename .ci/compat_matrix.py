@@ -55,7 +55,7 @@ TEST_REQUIREMENTS = ("pytest>=7.4", "hypothesis>=6.80", "scikit-learn>=1.3", "ps
 #: Extras the public surfaces need (ImageEmbedder's [onnx], storage reads' [cloud]) and what their tests
 #: build fixtures with (onnx for the tiny models, moto's S3 server).
 SURFACE_REQUIREMENTS = ("onnx>=1.15", "onnxruntime>=1.17", "fsspec>=2023.1", "s3fs>=2023.1", "moto[server]>=5.0")
-#: Only the CPU build: on the package index every other torch 2.13.0 build for Linux is the CUDA one,
+#: Only the CPU build: on the package index every torch 2.13.0 build for Linux is the CUDA one,
 #: which pulls about 3 GB of nvidia-* wheels. The CPU build is on this machine's wheel cache for CPython
 #: 3.11 only, so environments on another Python run without torch and deselect the ``torch`` tests.
 TORCH_REQUIREMENT = "torch==2.13.0"
@@ -266,6 +266,7 @@ def run_pytest(name: str, python: Path, spark: str, files: Sequence[str], packag
     digests = BUILD / "digests" / name
     shutil.rmtree(digests, ignore_errors=True)
     report.parent.mkdir(parents=True, exist_ok=True)
+    (BUILD / "tmp").mkdir(exist_ok=True)  # pytest creates --basetemp itself, not its parents
     env = dict(os.environ, SPARKIMG_TEST_SPARK=spark, SPARKIMG_COMPAT_DIGEST_DIR=str(digests),
                PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python))
     env.pop("SPARKIMG_TEST_SPARK_URL", None)
@@ -390,7 +391,7 @@ def render_docs(tests: dict[str, bool]) -> str:
                   "": "the main one (3.11)"}[venv.python]
         deps = ("setup.cfg's lower bounds (`>=X` pinned to `==X`), numpy<2, pyarrow<26" if venv.lower_bounds
                 else "newest allowed by setup.cfg")
-        torch = TORCH_REQUIREMENT if venv.torch else "not installed (CPU build only for 3.11)"
+        torch = TORCH_REQUIREMENT if venv.torch else "not installed (the CPU build is cached for 3.11 only)"
         shipped = "installed" if venv.install_package else "imported from the checkout, shipped with `ship(spark)`"
         lines.append(f"| `{name}` | {env.title} | {python} | {deps} | {torch} | {shipped} |")
     names = list(ENVIRONMENTS)

@@ -25,7 +25,7 @@ SHAPE = [4, 5, 3]
 ROWS = 3
 UINT8_META = {"tensor": {"shape": SHAPE, "layout": "HWC", "channelOrder": "RGB", "dtype": "uint8",
                          "scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
-CASES = [  # (input column, axes, outputType)
+CASES = [  # (input column, axes, outputFormat)
     ("vector", [2, 0, 1], "nested"), ("vector", [2, 0, 1], "array"), ("vector", [1, 0, 2], "vector"),
     ("floats", [2, 0, 1], "nested"), ("floats", [0, 1, 2], "nested"), ("doubles", [1, 2, 0], "array"),
     ("pixels", [2, 0, 1], "nested"), ("pixels", [0, 1, 2], "array"), ("pixels", [2, 1, 0], "vector"),

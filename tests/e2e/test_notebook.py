@@ -17,7 +17,7 @@ def test_quickstart_notebook_executes_reaches_good_accuracy_and_matches_its_stor
     fresh = run(NOTEBOOK, tmp_path)
     outputs = printed(fresh)
     accuracy = float(re.search(r"held-out accuracy: ([0-9.]+)", outputs).group(1))
-    assert accuracy >= 0.85
+    assert accuracy >= 0.93  # 0.945 to 0.951 measured (README, the notebook's saved output)
     assert "identical to Spark: True" in outputs
     found = differences(nbformat.read(NOTEBOOK, as_version=4), fresh)
     assert not found, "the stored outputs are stale; run `make notebooks`:\n" + "\n".join(found)

@@ -41,9 +41,9 @@ LOADER = SUPPORT / "load_and_predict.py"
 
 @pytest.fixture(scope="module")
 def digit_site(spark, static_dir, http_server):
-    """400 digit PNGs over loopback HTTP plus three broken rows: (frame, {id: png path})."""
+    """160 digit PNGs over loopback HTTP plus three broken rows: (frame, {id: png path})."""
     directory = static_dir / "compat_digits"
-    pairs = write_digits_pngs(directory)[:400]
+    pairs = write_digits_pngs(directory)[:160]
     frame = digits_frame(spark, f"{http_server}/compat_digits", pairs, broken=3, extra_columns=2)
     files = {i: directory / name for i, (name, _) in enumerate(pairs)}
     return frame.cache(), files
@@ -52,9 +52,8 @@ def digit_site(spark, static_dir, http_server):
 def _selection_pipeline():
     featurizer = ImageUrlFeaturizer(inputCol="url", outputCol="pixels", imageSize=[8, 8], colorMode="L",
                                     handleInvalid="skip")
-    classifier = LogisticRegression(featuresCol="pixels", labelCol="label", maxIter=40)
-    grid = (ParamGridBuilder().addGrid(featurizer.imageSize, [[8, 8], [6, 6]])
-            .addGrid(classifier.regParam, [0.0, 0.01]).build())
+    classifier = LogisticRegression(featuresCol="pixels", labelCol="label", maxIter=15, regParam=0.01)
+    grid = ParamGridBuilder().addGrid(featurizer.imageSize, [[8, 8], [6, 6]]).build()
     evaluator = MulticlassClassificationEvaluator(labelCol="label", metricName="accuracy")
     return Pipeline(stages=[featurizer, classifier]), grid, evaluator
 
@@ -74,13 +73,14 @@ def _predictions(model, frame) -> dict:
 
 @pytest.mark.compat
 @pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
-def test_cross_validator_over_the_featurizer_reloads_in_a_new_process(digit_site, tmp_path):
+def test_cross_validator_over_the_featurizer_reloads_in_a_new_process(digit_site, tmp_path, record_property):
     frame, _ = digit_site
     pipeline, grid, evaluator = _selection_pipeline()
     model = CrossValidator(estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator, numFolds=2,
                            seed=11).fit(frame)
-    assert len(model.avgMetrics) == 4 and min(model.avgMetrics) > 0.85
-    best = max(range(4), key=lambda i: model.avgMetrics[i])
+    record_property("avgMetrics", model.avgMetrics)
+    assert len(model.avgMetrics) == 2 and min(model.avgMetrics) > 0.75, model.avgMetrics
+    best = max(range(2), key=lambda i: model.avgMetrics[i])
     assert model.bestModel.stages[0].getImageSize() == list(grid[best][model.bestModel.stages[0].imageSize])
     path = tmp_path / "cv"
     model.write().overwrite().save(str(path))
@@ -94,18 +94,19 @@ def test_cross_validator_over_the_featurizer_reloads_in_a_new_process(digit_site
 
 @pytest.mark.compat
 @pytest.mark.claim("TrainValidationSplit tunes featurizer Params; the fitted model saves and loads in a new process")
-def test_train_validation_split_over_the_featurizer_reloads_in_a_new_process(digit_site, tmp_path):
+def test_train_validation_split_over_the_featurizer_reloads_in_a_new_process(digit_site, tmp_path, record_property):
     frame, _ = digit_site
     pipeline, grid, evaluator = _selection_pipeline()
     model = TrainValidationSplit(estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator,
                                  trainRatio=0.7, seed=11).fit(frame)
-    assert len(model.validationMetrics) == 4 and min(model.validationMetrics) > 0.85
+    record_property("validationMetrics", model.validationMetrics)
+    assert len(model.validationMetrics) == 2 and min(model.validationMetrics) > 0.75, model.validationMetrics
     path = tmp_path / "tvs"
     model.write().overwrite().save(str(path))
     loaded = TrainValidationSplitModel.load(str(path))
     assert loaded.validationMetrics == model.validationMetrics
     assert [m[pipeline.getStages()[0].imageSize] for m in loaded.getEstimatorParamMaps()] == \
-        [[8, 8], [8, 8], [6, 6], [6, 6]]
+        [[8, 8], [6, 6]]
     sample = frame.orderBy("id").limit(30)
     here = _predictions(model, sample)
     there = _predict_in_new_process("trainvalidationsplit", path, sample, tmp_path)
@@ -128,8 +129,8 @@ def written_tensors(digit_site, tmp_path_factory):
     frame, files = digit_site
     featurizer = ImageUrlFeaturizer(inputCol="url", outputCol="hwc", imageSize=[8, 8], colorMode="RGB",
                                     handleInvalid="keep", errorCol="error")
-    reshaper = TensorReshaper(inputCol="hwc", outputCol="chw", axes=[2, 0, 1], outputType="array")
-    tensors = reshaper.transform(featurizer.transform(frame.where("id < 40 OR id >= 400")))
+    reshaper = TensorReshaper(inputCol="hwc", outputCol="chw", axes=[2, 0, 1], outputFormat="array")
+    tensors = reshaper.transform(featurizer.transform(frame.where("id < 40 OR id >= 160")))
     path = tmp_path_factory.mktemp("compat_tensors") / "tensors"
     summary = write_tensors(tensors, str(path), "chw", label_col="id")
     return summary, path, files
@@ -139,13 +140,14 @@ def written_tensors(digit_site, tmp_path_factory):
 @pytest.mark.claim("write_tensors writes reshaped tensors to Parquet and drops failed rows, counting them")
 def test_write_tensors_and_tensor_files_give_back_each_image(written_tensors):
     summary, path, files = written_tensors
-    # ids 400..402 are the broken rows: a missing file, a page that is not an image, a null URL
+    # ids 160..162 are the broken rows: a missing file, a page that is not an image, a null URL
     assert (summary.rows, summary.dropped, summary.null_tensors) == (40, 3, 3)
     reader = TensorFiles(str(path))
     assert reader.num_rows == 40
     values, labels = zip(*reader.batches(batch_size=16))
     values, labels = np.concatenate(values), np.concatenate(labels)
-    assert values.shape == (40, 3, 8, 8) and values.dtype == np.float32
+    assert reader.info.shape == (3, 8, 8) and values.shape == (40, 3 * 8 * 8) and values.dtype == np.float32
+    values = values.reshape(40, 3, 8, 8)
     assert sorted(labels.tolist()) == list(range(40))
     for row, label in zip(values, labels):
         np.testing.assert_allclose(row, _expected_chw(files[int(label)]), atol=1e-6)

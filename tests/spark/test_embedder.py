@@ -190,7 +190,7 @@ def test_bad_configuration_fails_at_construction():
 
 
 @pytest.mark.compat
-def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos, models, tmp_path):
+def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos, models, tmp_path, monkeypatch):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"<html>not an image</html>")
     paths = photos[:3] + [str(broken), None, str(tmp_path / "absent.png")]
@@ -207,6 +207,34 @@ def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos,
     with pytest.raises(Exception, match=r"ImageEmbedder could not read the image of row with path=.*broken\.png"):
         ImageEmbedder(inputCol="path", modelUri=str(models["nchw"])).transform(
             _frame(spark, photos[:2] + [str(broken)])).collect()
+
+    # "Never reach the model", counted: the batch loop the Spark UDF runs, in this process, with every
+    # onnxruntime call recording how many images it was given.
+    import pyarrow as pa
+
+    from sparkimg_ml._embed_udf import EmbedTask, embed_batches
+    from sparkimg_ml._udf import ARRAY, SOURCE, FeaturizeTask
+
+    given: list = []
+    run = ort.InferenceSession.run
+
+    def counting_run(self, output_names, feed, *args, **kwargs):
+        given.extend(len(batch) for batch in feed.values())
+        return run(self, output_names, feed, *args, **kwargs)
+
+    monkeypatch.setattr(ort.InferenceSession, "run", counting_run)
+    embedder = ImageEmbedder(inputCol="path", modelUri=str(models["nchw"]), handleInvalid="keep", batchSize=8)
+    model = embedder._load_model()
+    spec = embedder._model_spec(model)
+    task = EmbedTask(
+        images=FeaturizeTask(spec=spec, fetch=embedder._fetch_options(), input_kind=SOURCE, handle_invalid="keep",
+                             input_col="path", features_format=ARRAY, stage_name="ImageEmbedder"),
+        model_uri=str(models["nchw"]), model_sha256=model.sha256, output_node="features", output_size=4,
+        batch_size=8, intra_op_threads=1,
+    )
+    out = [row for batch in embed_batches([pa.array(paths)], task) for row in batch.field("features").to_pylist()]
+    assert [row is None for row in out] == [False] * 3 + [True] * 3
+    assert given == [3]  # one call, with the three readable images only
 
 
 def test_vectors_are_refused_as_input(spark, models):
@@ -267,6 +295,9 @@ def test_each_python_worker_reads_the_model_once_across_many_tasks(spark, photos
     reports = {r[0] for r in spark.range(0, 64, numPartitions=16).select(loads_here("id")).collect()}
     per_worker = {int(pid): int(loads) for pid, loads in (report.split(":") for report in reports)}
     assert all(loads <= 1 for loads in per_worker.values()) and sum(per_worker.values()) >= 1
+    # Exactly one read per worker that ran the stage: idle workers are taken first in, first out,
+    # so 16 tasks on the reused pool visit every worker, and each one that read the model says so.
+    assert sum(per_worker.values()) == worker_loads
 
 
 @pytest.mark.claim("A saved ImageEmbedder stores the model's URI and checksum, not its bytes; a wrong checksum names both digests")
@@ -287,7 +318,10 @@ def test_saved_stage_stores_the_model_reference_not_its_bytes(spark, photos, mod
     loaded = ImageEmbedder.load(str(path))
     assert loaded.getBatchSize() == 7 and not loaded.isSet(loaded.imageSize)
     frame = _frame(spark, photos[:4])
-    assert _embeddings(loaded.transform(frame)).keys() == _embeddings(embedder.transform(frame)).keys()
+    reloaded, original = _embeddings(loaded.transform(frame)), _embeddings(embedder.transform(frame))
+    assert reloaded.keys() == original.keys() == set(range(4))
+    for key in original:
+        np.testing.assert_array_equal(reloaded[key], original[key])
     np.testing.assert_array_equal(loaded.embed(photos[:4]), embedder.embed(photos[:4]))
 
 

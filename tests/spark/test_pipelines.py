@@ -88,7 +88,7 @@ def test_pipeline_model_loads_in_a_new_process_with_identical_predictions(spark,
 
 @pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
 @pytest.mark.compat
-def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, digits, tmp_path):
+def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, digits, tmp_path, record_property):
     _, train, test = digits
     featurizer = ImageUrlFeaturizer(inputCol="url", outputCol="pixels", imageSize=[8, 8], colorMode="L",
                                     handleInvalid="skip")
@@ -104,6 +104,7 @@ def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, d
     cv = CrossValidator(estimator=Pipeline(stages=[featurizer, pca, mlp]), estimatorParamMaps=grid,
                         evaluator=evaluator, numFolds=2, parallelism=2, seed=5)
     cv_model = cv.fit(train.limit(500))
+    record_property("avgMetrics", cv_model.avgMetrics)  # in the compatibility matrix's JUnit reports
     assert len(cv_model.avgMetrics) == 4 and max(cv_model.avgMetrics) > 0.8
     best = cv_model.bestModel.stages
     best_index = max(range(4), key=lambda i: cv_model.avgMetrics[i])

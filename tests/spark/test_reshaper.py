@@ -482,13 +482,14 @@ def test_stage_saved_in_the_first_on_disk_format_still_loads(spark, tmp_path):
 
 @pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
 @pytest.mark.compat
-def test_cross_validator_tunes_axes_and_persists(labelled, tmp_path):
+def test_cross_validator_tunes_axes_and_persists(labelled, tmp_path, record_property):
     reshaper = TensorReshaper(inputCol="features", outputCol="x", outputFormat="vector")
     logistic = LogisticRegression(featuresCol="x", labelCol="label", maxIter=5)
     grid = [{reshaper.axes: [0, 1, 2]}, {reshaper.axes: [2, 0, 1]}]
     cv = CrossValidator(estimator=Pipeline(stages=[reshaper, logistic]), estimatorParamMaps=grid,
                         evaluator=BinaryClassificationEvaluator(labelCol="label"), numFolds=2, seed=3)
     model = cv.fit(labelled)
+    record_property("avgMetrics", model.avgMetrics)  # in the compatibility matrix's JUnit reports
     assert len(model.avgMetrics) == 2 and min(model.avgMetrics) > 0.5
     best = max(range(2), key=lambda i: model.avgMetrics[i])
     assert model.bestModel.stages[0].getAxes() == grid[best][reshaper.axes]

@@ -105,7 +105,11 @@ def test_uint8_tensors_stay_bytes_on_disk_and_are_normalised_when_read(spark, tm
     x = torch.cat([b[0] for b in batches])
     y = torch.cat([b[1] for b in batches])
     assert x.dtype == torch.float32 and tuple(x.shape) == (30, *SHAPE)
-    expected = TensorInfo.from_metadata(UINT8_META).to_float32(pixels[y.numpy()])
+    # Computed here from the metadata: float32 pixel * (scale / std) + (-mean / std), per channel (last axis).
+    mean, std = np.array(UINT8_META["tensor"]["mean"]), np.array(UINT8_META["tensor"]["std"])
+    gain, bias = (UINT8_META["tensor"]["scale"] / std).astype(np.float32), (-mean / std).astype(np.float32)
+    expected = pixels[y.numpy()].reshape(-1, *SHAPE).astype(np.float32) * gain + bias
+    assert expected.dtype == np.float32
     np.testing.assert_array_equal(x.numpy(), expected)  # the same float32 arithmetic, bit for bit
     assert [len(b[1]) for b in batches] == [8, 8, 8, 6]
 
