@@ -153,7 +153,6 @@ SURFACES: dict[str, list[str]] = {
         "tests/spark/test_deploy.py::test_stages_overwrite_a_saved_copy_on_classic_and_connect",
     ],
     "CrossValidator: fit, save, load in a new process": [
-        "tests/spark/test_pipelines.py::test_cross_validator_tunes_featurizer_and_model_params_and_persists",
         "tests/spark/test_compat_surfaces.py::test_cross_validator_over_the_featurizer_reloads_in_a_new_process",
         "tests/spark/test_reshaper.py::test_cross_validator_tunes_axes_and_persists",
     ],

@@ -21,7 +21,8 @@ SCRIPT = Path(sys.executable).with_name("sparkimg-ml")
 
 def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     # A clean environment: the command must set PYSPARK_PYTHON for its local workers itself.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_")
+           and key not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}  # the test session's Connect mode
     # Where the package is imported from a checkout rather than installed (the compatibility matrix's
     # pyspark 4.3 environment), there is no console script: run the module it points at.
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sparkimg_ml.cli"]

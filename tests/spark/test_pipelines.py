@@ -87,7 +87,6 @@ def test_pipeline_model_loads_in_a_new_process_with_identical_predictions(spark,
 
 
 @pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
-@pytest.mark.compat
 def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, digits, tmp_path, record_property):
     _, train, test = digits
     featurizer = ImageUrlFeaturizer(inputCol="url", outputCol="pixels", imageSize=[8, 8], colorMode="L",
