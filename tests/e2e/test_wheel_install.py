@@ -38,6 +38,7 @@ EXTRA_MODULES = {
     "hdfs": ["fsspec", "fsspec.implementations.arrow", "fsspec.implementations.webhdfs", "pyarrow.fs"],
     "cloud": ["fsspec", "s3fs", "gcsfs", "adlfs", "fsspec.implementations.webhdfs"],
     "demo": ["sklearn"],
+    "docs": ["mkdocs", "material", "mkdocstrings"],
     "fast": ["pyspng"],
     "heif": ["pillow_heif"],
     "onnx": ["onnxruntime"],

@@ -212,8 +212,9 @@ def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos,
     # onnxruntime call recording how many images it was given.
     import pyarrow as pa
 
-    from sparkimg_ml._embed_udf import EmbedTask, embed_batches
-    from sparkimg_ml._udf import ARRAY, SOURCE, FeaturizeTask
+    from sparkimg_ml.engine.decode import DecodeTask
+    from sparkimg_ml.engine.embed import EmbedTask, embed_batches
+    from sparkimg_ml.schema import ARRAY, SOURCE
 
     given: list = []
     run = ort.InferenceSession.run
@@ -227,7 +228,7 @@ def test_bad_rows_follow_handle_invalid_and_never_reach_the_model(spark, photos,
     model = embedder._load_model()
     spec = embedder._model_spec(model)
     task = EmbedTask(
-        images=FeaturizeTask(spec=spec, fetch=embedder._fetch_options(), input_kind=SOURCE, handle_invalid="keep",
+        images=DecodeTask(spec=spec, fetch=embedder._fetch_options(), input_kind=SOURCE, handle_invalid="keep",
                              input_col="path", features_format=ARRAY, stage_name="ImageEmbedder"),
         model_uri=str(models["nchw"]), model_sha256=model.sha256, output_node="features", output_size=4,
         batch_size=8, intra_op_threads=1,

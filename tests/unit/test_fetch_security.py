@@ -172,8 +172,9 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultServer]:
 
 
 def test_the_proxy_environment_is_effective_for_a_client_that_honours_it(proxy, server):
-    # The control: the standard library's client does go through the recording proxy.
-    with urllib.request.urlopen(server.url("/image.png"), timeout=5) as response:
+    # The control: the standard library's client does go through the recording proxy. A new opener reads
+    # the proxy variables now (urlopen's shared opener keeps those of its first use in the process).
+    with urllib.request.build_opener().open(server.url("/image.png"), timeout=5) as response:
         assert response.read() == PNG
     assert proxy.connections == 1 and proxy.hits("/image.png") == 1
 
