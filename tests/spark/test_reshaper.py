@@ -426,6 +426,19 @@ def labelled(spark):
         .withMetadata("features", meta).cache()
 
 
+def _session_without_observations(frame):
+    """``frame`` in a session of its own on classic Spark 4.0-4.2, where a model summary cannot be serialized
+    once its session used an ``Observation`` (``write_tensors`` uses one): see the deployment guide's known
+    issues. Elsewhere ``frame`` itself."""
+    import pyspark
+    from pyspark.sql.utils import is_remote
+
+    version = tuple(int(part) for part in pyspark.__version__.split(".")[:2])
+    if is_remote() or not (4, 0) <= version < (4, 3):
+        return frame
+    return frame.sparkSession.newSession().createDataFrame(frame.collect(), frame.schema).cache()
+
+
 def _collect(frame, column):
     """``{id: value}``: compared by row id, whatever order a cluster returns rows in."""
     return {r["id"]: r[column] for r in frame.select("id", column).collect()}
@@ -484,6 +497,7 @@ def test_stage_saved_in_the_first_on_disk_format_still_loads(spark, tmp_path):
 @pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
 @pytest.mark.compat
 def test_cross_validator_tunes_axes_and_persists(labelled, tmp_path, record_property):
+    labelled = _session_without_observations(labelled)
     reshaper = TensorReshaper(inputCol="features", outputCol="x", outputFormat="vector")
     logistic = LogisticRegression(featuresCol="x", labelCol="label", maxIter=5)
     grid = [{reshaper.axes: [0, 1, 2]}, {reshaper.axes: [2, 0, 1]}]
