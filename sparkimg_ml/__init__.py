@@ -20,10 +20,11 @@ from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
 from .local import preprocess
 from .model import ModelError
+from .model.export import export_onnx
 from .preview import failure_report, show_images
 from .reshaper import TensorReshaper
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "preprocess", "show_images", "failure_report", "ship",
+    "ModelError", "export_onnx", "preprocess", "show_images", "failure_report", "ship",
 ]

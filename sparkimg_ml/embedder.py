@@ -16,6 +16,7 @@ from .engine.udf import make_image_udf, udf_output_format
 from .errors import redact_source
 from .image import ImageSpec
 from .local import ImageInput, preprocess_with
+from .model.export import METADATA_PREFIX, carried_params
 from .model.onnx import (
     MODEL_LAYOUTS,
     LoadedModel,
@@ -23,6 +24,12 @@ from .model.onnx import (
     describe_shape,
     load_model,
     run_batches,
+)
+from .model.providers import (
+    available_providers,
+    check_provider_options,
+    usable_providers,
+    with_device,
 )
 from .params.fetch import FetchParamValues, HasFetchParams
 from .params.image import HasImageParams, ImageParamValues
@@ -42,6 +49,24 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 _IMAGE_LAYOUTS = {image: model for model, image in MODEL_LAYOUTS.items()}
+
+
+def _same_param_value(name: str, explicit: Any, carried: Any, color_mode: str, scale: float) -> bool:
+    """Whether an explicit image Param value means the same as the model's (``mean``/``std`` resolved)."""
+    if name in ("mean", "std"):
+        try:
+            mine = getattr(ImageSpec(color_mode=color_mode, scale=scale, **{name: _stat(explicit)}), name)
+            theirs = getattr(ImageSpec(color_mode=color_mode, scale=scale, **{name: _stat(carried)}), name)
+        except ValueError:
+            return False
+        return bool(np.allclose(mine, theirs, rtol=1e-6, atol=1e-9))
+    if name == "scale":
+        return bool(np.isclose(float(explicit), float(carried), rtol=1e-9, atol=0.0))
+    return bool(explicit == carried)
+
+
+def _stat(value: Any) -> Any:
+    return value if isinstance(value, str) else tuple(value)
 
 
 class EmbedderParamValues(ImageParamValues, FetchParamValues, InvalidRowParamValues, ModelParamValues,
@@ -98,33 +123,60 @@ class ImageEmbedder(
         self.setParams(**params)
 
     # -- the model ----------------------------------------------------------------
-    def _load_model(self) -> LoadedModel:
-        """This stage's model in this process's cache (read, checked and loaded on first use)."""
+    def _load_model(self, on_providers: bool = False) -> LoadedModel:
+        """This stage's model in this process's cache (read, checked and loaded on first use).
+
+        The driver reads the model's inputs and outputs from a CPU session;
+        ``on_providers`` makes the session on ``executionProviders`` (for :meth:`embed`).
+        """
         if not self.isDefined(self.modelUri):
             raise ValueError(
                 "ImageEmbedder: modelUri is not set. Pass modelUri='<local path, file://, http(s):// or "
                 "fsspec URL of an .onnx file>'."
             )
+        if not on_providers:
+            return load_model(self.getModelUri(), self.getModelSha256(), self._fetch_options(),
+                              self.getIntraOpThreads())
+        providers = self._check_providers()
         return load_model(self.getModelUri(), self.getModelSha256(), self._fetch_options(),
-                          self.getIntraOpThreads())
+                          self.getIntraOpThreads(), providers=providers,
+                          provider_options=with_device(providers, self.getProviderOptions(), None),
+                          fallback=self.getProviderFallback())
+
+    def _check_providers(self) -> list[str]:
+        """``executionProviders``, checked against ``providerOptions`` and this onnxruntime.
+
+        A provider missing here fails naming what to install, unless
+        ``providerFallback`` (then a warning is logged here and each worker
+        falls back on its own).
+        """
+        providers = self.getExecutionProviders()
+        if not providers:
+            raise ValueError("ImageEmbedder: executionProviders is empty; name at least one, e.g. "
+                             "['CPUExecutionProvider'].")
+        check_provider_options(providers, self.getProviderOptions())
+        usable_providers(providers, [{} for _ in providers], available_providers(), self.getProviderFallback(),
+                         redact_source(self.getModelUri()))
+        return providers
 
     def _model_spec(self, model: LoadedModel) -> ImageSpec:
         """The image Params, with ``imageSize``/``layout`` from the model's input where they are unset.
 
         Raises ``ValueError`` naming both shapes when the images cannot fit the model.
         """
-        spec = self._image_spec()
+        carried = self._carried_params(model)
+        spec = self._image_spec_with(carried)
         model_input = model.input
         where = redact_source(self.getModelUri())
         shape = describe_shape(model_input.shape)
-        if not self.isSet(self.layout):
+        if not self.isSet(self.layout) and "layout" not in carried:
             if model_input.layout is None:
                 raise ValueError(
                     f"ImageEmbedder: the model {where} takes {shape}, which does not tell whether channels "
                     "come first; set layout='CHW' (NCHW models) or 'HWC' (NHWC models)."
                 )
             spec = spec.replace(layout=MODEL_LAYOUTS[model_input.layout])
-        if not self.isSet(self.imageSize):
+        if not self.isSet(self.imageSize) and "imageSize" not in carried:
             height, width, _ = model_input.dims(model_input.layout or _IMAGE_LAYOUTS[spec.layout])
             if height is None or width is None:
                 raise ValueError(
@@ -140,6 +192,47 @@ class ImageEmbedder(
                 "imageSize and layout unset to take them from the model, or set them (and colorMode) to match it."
             )
         return spec
+
+    def _carried_params(self, model: LoadedModel) -> dict[str, Any]:
+        """The image Params the model carries in its metadata (:func:`~sparkimg_ml.model.export.export_onnx`).
+
+        Raises ``ValueError`` naming both values when an explicitly set Param
+        contradicts the model's.
+        """
+        where = redact_source(self.getModelUri())
+        try:
+            raw = carried_params(model.metadata)
+        except ValueError as error:
+            raise ValueError(f"ImageEmbedder: {error} (model {where})") from None
+        carried: dict[str, Any] = {}
+        for name, value in raw.items():
+            try:
+                carried[name] = self.getParam(name).typeConverter(value)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"ImageEmbedder: the model {where} records {name}={value!r} in its metadata "
+                                 f"({METADATA_PREFIX}{name}), which is not a valid {name}: {error}") from None
+        effective = {name: self.getOrDefault(name) if self.isSet(name) else value for name, value in carried.items()}
+        color_mode = effective.get("colorMode", self.getColorMode())
+        scale = effective.get("scale", self.getScale())
+        for name, value in carried.items():
+            if not self.isSet(name):
+                continue
+            explicit = self.getOrDefault(name)
+            if not _same_param_value(name, explicit, value, color_mode, scale):
+                raise ValueError(
+                    f"ImageEmbedder: {name}={explicit!r} contradicts the model {where}, which records "
+                    f"{name}={value!r} ({METADATA_PREFIX}{name} in its metadata). Leave {name} unset to take "
+                    "the model's value, or export the model again with the preprocessing it was trained with."
+                )
+        return carried
+
+    def _image_spec_with(self, carried: dict[str, Any]) -> ImageSpec:
+        """The image Params as an ImageSpec, with ``carried`` as the defaults of those not set."""
+        if not carried:
+            return self._image_spec()
+        stage = self.copy()
+        stage._setDefault(**carried)
+        return stage._image_spec()
 
     def _model_output(self, model: LoadedModel, spec: ImageSpec) -> tuple[ModelOutput, int]:
         """The output to return and its values per image (one probe image when its shape is open)."""
@@ -193,7 +286,7 @@ class ImageEmbedder(
         list, bit-identical to this stage's Spark output for the same bytes. A bad
         image raises :class:`~sparkimg_ml.SourceError` naming the reason.
         """
-        model = self._load_model()
+        model = self._load_model(on_providers=True)
         spec = self._model_spec(model)
         output, _ = self._model_output(model, spec)
         items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
@@ -211,6 +304,7 @@ class ImageEmbedder(
         error_col = self.getErrorCol()
         check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
         model = self._load_model()
+        providers = self._check_providers()
         spec = self._model_spec(model)
         output, size = self._model_output(model, spec)
         output_format = self.getOutputFormat()
@@ -222,6 +316,8 @@ class ImageEmbedder(
             ),
             model_uri=self.getModelUri(), model_sha256=model.sha256, output_node=output.name,
             output_size=size, batch_size=self.getBatchSize(), intra_op_threads=self.getIntraOpThreads(),
+            providers=tuple(providers), provider_options=self.getProviderOptions(),
+            provider_fallback=self.getProviderFallback(),
         )
         check_storage_backends(dataset, stage, self.getInputCol(), kind, self.getHandleInvalid(),
                                task.images.fetch.storage_protocols)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import Any, Iterable, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 
 from ..model.onnx import LoadedModel, default_threads, load_model, run_batches
+from ..model.providers import DEFAULT_PROVIDERS, with_device
 from ..schema import UINT8
 from ..tensors import TensorInfo
 from .arrow import features_array, output_arrow_type
@@ -45,6 +46,12 @@ class EmbedTask:
     batch_size: int
     #: 0: the CPUs Spark gives the task (``spark.task.cpus``).
     intra_op_threads: int = 0
+    #: onnxruntime execution providers, in order of preference.
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    #: Options per provider name (JSON values); the task's GPU is added as ``device_id``.
+    provider_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    #: Drop providers missing on the worker (with a warning) instead of failing.
+    provider_fallback: bool = False
 
 
 def _task_threads(configured: int) -> int:
@@ -54,6 +61,38 @@ def _task_threads(configured: int) -> int:
 
     context = TaskContext.get()
     return default_threads(context.cpus() if context is not None else 1)
+
+
+def task_gpu() -> int | None:
+    """The GPU Spark assigned to the running task (its first ``gpu`` address), or None.
+
+    None outside a Spark task and when GPUs are not scheduled
+    (``spark.task.resource.gpu.amount`` unset). Addresses are the ordinals the
+    discovery script reports (``nvidia-smi`` indices), which is what CUDA's
+    ``device_id`` takes.
+    """
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    if context is None:
+        return None
+    gpus = context.resources().get("gpu")
+    if gpus is None or not gpus.addresses:
+        return None
+    address = gpus.addresses[0]
+    try:
+        return int(address)
+    except ValueError:
+        raise ValueError(
+            f"ImageEmbedder: Spark assigned this task the GPU address {address!r}, which is not a device "
+            "ordinal; the GPU discovery script must report CUDA indices such as \"0\", \"1\"."
+        ) from None
+
+
+def task_provider_options(task: EmbedTask, device_id: int | None) -> list:
+    """One options dict per provider of ``task``, with ``device_id`` for the GPU providers."""
+    options: dict[str, Mapping[str, Any]] = {name: dict(value) for name, value in task.provider_options.items()}
+    return with_device(task.providers, options, device_id)
 
 
 def _embed_block(model: LoadedModel, decoded: DecodedBlock, tensor: TensorInfo,
@@ -78,7 +117,9 @@ def embed_batches(batches: Iterable[pa.Array], task: EmbedTask) -> Iterator[pa.S
 
     A plain function of Arrow arrays (runs without Spark in tests and profiles).
     """
-    model = load_model(task.model_uri, task.model_sha256, task.images.fetch, _task_threads(task.intra_op_threads))
+    model = load_model(task.model_uri, task.model_sha256, task.images.fetch, _task_threads(task.intra_op_threads),
+                       providers=task.providers, provider_options=task_provider_options(task, task_gpu()),
+                       fallback=task.provider_fallback)
     tensor = TensorInfo.from_metadata({**task.images.spec.metadata(), "dtype": "uint8"})
     decode = dataclasses.replace(task.images, features_format=UINT8, stage_name="ImageEmbedder")
     fields = list(output_arrow_type(task.output_size, task.images.features_format))

@@ -25,16 +25,18 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import SourceError, redact_source
 from ..fetch import Fetcher, FetchOptions
+from .providers import DEFAULT_PROVIDERS, cache_key, usable_providers
 
 #: Model layouts and the per-image tensor layout each one takes.
 MODEL_LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}
@@ -47,6 +49,12 @@ MAX_MODEL_BYTES = 2**31 - 1
 
 #: Seconds allowed to read a model (it is far larger than an image).
 MODEL_READ_TIMEOUT = 900.0
+
+#: When this environment variable names a file, every new session appends one JSON line to it: the
+#: process id, the model, the providers and options asked for (the task's GPU as ``device_id``) and
+#: the providers the session runs on. Set it on the executors (``spark.executorEnv.<name>``) to see
+#: which device each Python worker uses.
+SESSION_LOG_ENV = "SPARKIMG_ML_SESSION_LOG"
 
 Dim = Optional[int]
 
@@ -215,6 +223,8 @@ class LoadedModel:
         self.uri = uri
         self.sha256 = sha256
         self.session = session
+        #: The model's ``metadata_props`` (e.g. the preprocessing :func:`~sparkimg_ml.model.export.export_onnx` records).
+        self.metadata: Dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         inputs = session.get_inputs()
         self.outputs = [ModelOutput(o.name, _dims_of(o.shape)) for o in session.get_outputs()]
         where = redact_source(uri)
@@ -265,7 +275,7 @@ class LoadedModel:
         return result.reshape(batch.shape[0], -1).astype(np.float32, copy=False)
 
 
-_CACHE: Dict[Tuple[str, Optional[str], int], LoadedModel] = {}
+_CACHE: Dict[Tuple[str, Optional[str], int, str], LoadedModel] = {}
 _LOADS: Counter = Counter()
 _LOCK = threading.Lock()
 
@@ -283,12 +293,20 @@ def default_threads(task_cpus: Optional[int] = None) -> int:
 
 
 def load_model(uri: str, sha256: Optional[str] = None, fetch: Optional[FetchOptions] = None,
-               intra_op_threads: int = 0) -> LoadedModel:
+               intra_op_threads: int = 0, providers: Sequence[str] = DEFAULT_PROVIDERS,
+               provider_options: Sequence[Mapping[str, Any]] | None = None,
+               fallback: bool = False) -> LoadedModel:
     """The model at ``uri`` in a session cached for this process.
 
     When ``sha256`` is given the bytes read must have that digest (else
     :class:`ModelError`); without it the first read is cached by URI.
     ``intra_op_threads=0`` leaves the thread count to onnxruntime.
+    ``providers`` are onnxruntime execution providers in order of preference,
+    ``provider_options`` one dict per provider (the GPU as ``device_id``, see
+    :func:`~sparkimg_ml.model.providers.with_device`); one session is kept per
+    model, threads, providers and options, so per device. Providers this
+    onnxruntime lacks raise :class:`~sparkimg_ml.model.providers.ProviderError`,
+    or with ``fallback`` are dropped with a warning.
 
     Examples
     --------
@@ -298,7 +316,11 @@ def load_model(uri: str, sha256: Optional[str] = None, fetch: Optional[FetchOpti
     sparkimg_ml.model.onnx.ModelError: cannot read the model /no/such/model.onnx: not_found: ...
     """
     expected = sha256.lower() if sha256 else None
-    key = (uri, expected, int(intra_op_threads))
+    options = [dict(o) for o in provider_options] if provider_options is not None else [{} for _ in providers]
+    if len(options) != len(providers):
+        raise ValueError(f"provider_options needs one dict per provider; got {len(options)} for {list(providers)}")
+    placement = cache_key(providers, options)
+    key = (uri, expected, int(intra_op_threads), placement)
     with _LOCK:  # one reader per process: concurrent callers wait for the first load
         model = _CACHE.get(key)
         if model is not None:
@@ -311,22 +333,37 @@ def load_model(uri: str, sha256: Optional[str] = None, fetch: Optional[FetchOpti
                 "changed or is not the one the pipeline was built with. Point modelUri at the right file or "
                 "set modelSha256 to the new digest."
             )
-        model = LoadedModel(uri, actual, _new_session(data, uri, intra_op_threads))
+        session = _new_session(data, uri, intra_op_threads, providers, options, fallback)
+        model = LoadedModel(uri, actual, session)
         _LOADS[uri] += 1
         _CACHE[key] = model
-        _CACHE[(uri, actual, int(intra_op_threads))] = model
+        _CACHE[(uri, actual, int(intra_op_threads), placement)] = model
         return model
 
 
-def _new_session(data: bytes, uri: str, intra_op_threads: int) -> Any:
+def _log_session(uri: str, providers: Sequence[str], options: Sequence[Mapping[str, Any]], session: Any) -> None:
+    path = os.environ.get(SESSION_LOG_ENV)
+    if not path:
+        return
+    record = {"pid": os.getpid(), "model": redact_source(uri), "requested_providers": list(providers),
+              "requested_options": [dict(o) for o in options], "providers": list(session.get_providers())}
+    with open(path, "a", encoding="utf-8") as log:  # one short line per write: appends do not interleave
+        log.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+
+def _new_session(data: bytes, uri: str, intra_op_threads: int, providers: Sequence[str] = DEFAULT_PROVIDERS,
+                 provider_options: Sequence[Mapping[str, Any]] | None = None, fallback: bool = False) -> Any:
     ort = _onnxruntime()
+    requested = [dict(o) for o in provider_options] if provider_options is not None else [{} for _ in providers]
+    use, use_options = usable_providers(providers, requested, ort.get_available_providers(), fallback,
+                                        redact_source(uri))
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(intra_op_threads)
     # One graph at a time per task: parallel branches would only add threads.
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
-        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, sess_options=options, providers=list(zip(use, use_options)))
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         detail = " ".join(str(exc).split())[:300]
         if "external data" in detail.lower():
@@ -337,9 +374,11 @@ def _new_session(data: bytes, uri: str, intra_op_threads: int) -> Any:
                 "onnx.save(onnx.load(path), new_path, save_as_external_data=False) (models under 2 GB)."
             ) from None
         raise ModelError(
-            f"onnxruntime cannot load the model {redact_source(uri)} ({len(data)} bytes): {detail}. modelUri must "
-            "name an ONNX model file (.onnx)."
+            f"onnxruntime cannot load the model {redact_source(uri)} ({len(data)} bytes) on {use}: {detail}. "
+            "modelUri must name an ONNX model file (.onnx)."
         ) from None
+    _log_session(uri, providers, requested, session)
+    return session
 
 
 def model_loads(uri: str) -> int:

@@ -7,6 +7,7 @@ from typing import Any, Optional, TypedDict, TypeVar
 from pyspark.ml.param import Param, Params
 
 from ..model.onnx import is_sha256
+from ..model.providers import DEFAULT_PROVIDERS, check_provider_name
 from ..schema import EMBEDDER_OUTPUT_FORMATS, MODEL_DEFAULTS, VECTOR
 from . import converters as conv
 from .output import RenamedOutputType
@@ -22,6 +23,9 @@ class ModelParamValues(TypedDict, total=False):
     outputFormat: str
     batchSize: int
     intraOpThreads: int
+    executionProviders: list[str]
+    providerOptions: dict[str, dict[str, Any]]
+    providerFallback: bool
 
 
 M = TypeVar("M", bound="HasModelParams")
@@ -105,9 +109,30 @@ class HasModelParams(RenamedOutputType):
         typeConverter=conv.positive_int("intraOpThreads", allow_zero=True),
     )
 
+    executionProviders: Param[list] = Param(
+        Params._dummy(), "executionProviders",
+        "onnxruntime execution providers in order of preference, e.g. ['CUDAExecutionProvider', "
+        "'CPUExecutionProvider'] (CUDA needs onnxruntime-gpu). A task Spark gives a GPU "
+        "(spark.task.resource.gpu.amount) runs its session on that GPU (its device_id).",
+        typeConverter=conv.string_list("executionProviders", check_provider_name),
+    )
+    providerOptions: Param[dict] = Param(
+        Params._dummy(), "providerOptions",
+        "options per execution provider, e.g. {'CUDAExecutionProvider': {'gpu_mem_limit': 2147483648}} "
+        "(JSON values; a device_id set here overrides the GPU Spark assigns).",
+        typeConverter=conv.json_object("providerOptions"),
+    )
+    providerFallback: Param[bool] = Param(
+        Params._dummy(), "providerFallback",
+        "when an execution provider is missing from onnxruntime: False (default) fails at transform time "
+        "naming what to install; True drops it with a logged warning (down to the CPU provider).",
+        typeConverter=conv.boolean("providerFallback"),
+    )
+
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(outputFormat=VECTOR, **MODEL_DEFAULTS)
+        self._setDefault(outputFormat=VECTOR, executionProviders=list(DEFAULT_PROVIDERS), providerOptions={},
+                         providerFallback=False, **MODEL_DEFAULTS)
 
     def getModelUri(self) -> str:
         """Gets the value of modelUri."""
@@ -156,3 +181,39 @@ class HasModelParams(RenamedOutputType):
     def setIntraOpThreads(self: M, value: int) -> M:
         """Sets the value of :py:attr:`intraOpThreads`."""
         return self._set(intraOpThreads=value)
+
+    def getExecutionProviders(self) -> list:
+        """Gets the value of executionProviders or its default value (``["CPUExecutionProvider"]``)."""
+        return list(self.getOrDefault(self.executionProviders))  # type: ignore[arg-type]
+
+    def setExecutionProviders(self: M, value: list) -> M:
+        """Sets the value of :py:attr:`executionProviders`.
+
+        Examples
+        --------
+        >>> class Stage(HasModelParams):
+        ...     pass
+        >>> Stage().setExecutionProviders(["CUDAExecutionProvider", "CPUExecutionProvider"]).getExecutionProviders()
+        ['CUDAExecutionProvider', 'CPUExecutionProvider']
+        >>> Stage().setExecutionProviders(["cuda"])
+        Traceback (most recent call last):
+        ...
+        ValueError: executionProviders: unknown provider 'cuda' (did you mean 'CUDAExecutionProvider'?); the names are onnxruntime.get_all_providers().
+        """
+        return self._set(executionProviders=value)
+
+    def getProviderOptions(self) -> dict:
+        """Gets the value of providerOptions or its default value (``{}``)."""
+        return dict(self.getOrDefault(self.providerOptions))  # type: ignore[arg-type]
+
+    def setProviderOptions(self: M, value: dict) -> M:
+        """Sets the value of :py:attr:`providerOptions`."""
+        return self._set(providerOptions=value)
+
+    def getProviderFallback(self) -> bool:
+        """Gets the value of providerFallback or its default value."""
+        return self.getOrDefault(self.providerFallback)
+
+    def setProviderFallback(self: M, value: bool) -> M:
+        """Sets the value of :py:attr:`providerFallback`."""
+        return self._set(providerFallback=value)
