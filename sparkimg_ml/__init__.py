@@ -8,6 +8,8 @@ TensorReshaper
     flat vector or array <-> shaped tensor column (HWC, CHW, ...).
 ImageEmbedder
     image column -> an ONNX model's embedding (or scores) as a ``Vector``.
+ImageHasher
+    image column -> a perceptual hash (pHash, dHash, aHash, wHash) as a ``long`` or bit ``Vector``.
 
 ``preprocess`` applies the featurizer's image semantics to one image without Spark.
 ``show_images`` and ``failure_report`` show what the pipeline sees, in notebooks and HTML.
@@ -18,6 +20,7 @@ from .deploy import ship
 from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
+from .hasher import ImageHasher
 from .local import preprocess
 from .model import ModelError
 from .preview import failure_report, show_images
@@ -25,5 +28,5 @@ from .reshaper import TensorReshaper
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "preprocess", "show_images", "failure_report", "ship",
+    "ModelError", "preprocess", "show_images", "failure_report", "ship", "ImageHasher",
 ]
