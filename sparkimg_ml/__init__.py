@@ -11,11 +11,14 @@ ImageEmbedder
 ImageHasher
     image column -> a perceptual hash (pHash, dHash, aHash, wHash) as a ``long`` or bit ``Vector``.
 
+``find_duplicates`` finds near-duplicate images (by hash or embedding) with Spark's LSH.
+
 ``preprocess`` applies the featurizer's image semantics to one image without Spark.
 ``show_images`` and ``failure_report`` show what the pipeline sees, in notebooks and HTML.
 """
 
 from ._version import __version__
+from .curation import find_duplicates
 from .deploy import ship
 from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
@@ -28,5 +31,5 @@ from .reshaper import TensorReshaper
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "preprocess", "show_images", "failure_report", "ship", "ImageHasher",
+    "ModelError", "preprocess", "show_images", "failure_report", "ship", "ImageHasher", "find_duplicates",
 ]
