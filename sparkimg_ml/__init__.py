@@ -8,16 +8,22 @@ TensorReshaper
     flat vector or array <-> shaped tensor column (HWC, CHW, ...).
 ImageEmbedder
     image column -> an ONNX model's embedding (or scores) as a ``Vector``.
+ImageHasher
+    image column -> a perceptual hash (pHash, dHash, aHash, wHash) as a ``long`` or bit ``Vector``.
+
+``find_duplicates`` finds near-duplicate images (by hash or embedding) with Spark's LSH.
 
 ``preprocess`` applies the featurizer's image semantics to one image without Spark.
 ``show_images`` and ``failure_report`` show what the pipeline sees, in notebooks and HTML.
 """
 
 from ._version import __version__
+from .curation import find_duplicates
 from .deploy import ship
 from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
+from .hasher import ImageHasher
 from .local import preprocess
 from .model import ModelError
 from .model.export import export_onnx
@@ -26,5 +32,6 @@ from .reshaper import TensorReshaper
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "export_onnx", "preprocess", "show_images", "failure_report", "ship",
+    "ModelError", "export_onnx", "preprocess", "show_images", "failure_report", "ship", "ImageHasher",
+    "find_duplicates",
 ]

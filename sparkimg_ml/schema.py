@@ -21,10 +21,13 @@ ARRAY = "array"
 UINT8 = "uint8"
 #: Arrays nested one level per dimension (``TensorReshaper`` only).
 NESTED = "nested"
+#: ``long``: a hash of at most 64 bits, two's complement of the unsigned value (``ImageHasher`` only).
+LONG = "long"
 
 FEATURIZER_OUTPUT_FORMATS: tuple[str, ...] = (VECTOR, ARRAY, UINT8)
 EMBEDDER_OUTPUT_FORMATS: tuple[str, ...] = (VECTOR, ARRAY)
 RESHAPER_OUTPUT_FORMATS: tuple[str, ...] = (NESTED, ARRAY, VECTOR)
+HASHER_OUTPUT_FORMATS: tuple[str, ...] = (LONG, VECTOR)
 #: The Param name each stage had for its output form before 0.3.0; saved stages that use it
 #: still load (see :mod:`sparkimg_ml.params.persistence`).
 LEGACY_OUTPUT_FORMAT_PARAM = "outputType"
@@ -49,6 +52,8 @@ IMAGE_STRUCT_FIELDS: tuple[str, ...] = ("height", "width", "nChannels", "mode", 
 TENSOR_KEY = "tensor"
 #: Key of the embedding description (model, output node, dimension) in column metadata.
 EMBEDDING_KEY = "embedding"
+#: Key of the hash description (type, size, bits, form) in column metadata.
+HASH_KEY = "hash"
 #: MLlib's key for a Vector column's attributes (``{"num_attrs": n}``).
 ML_ATTR_KEY = "ml_attr"
 
@@ -62,6 +67,7 @@ DEFAULT_HANDLE_INVALID = "error"
 FEATURIZER_OUTPUT_COL = "features"
 EMBEDDER_OUTPUT_COL = "embedding"
 RESHAPER_OUTPUT_COL = "tensor"
+HASHER_OUTPUT_COL = "hash"
 
 #: ``ImageEmbedder``'s model Params (``modelUri``, ``modelSha256`` and ``outputNode`` have no default).
 MODEL_DEFAULTS: dict[str, object] = {

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import pyarrow as pa
 
-from ..schema import ARRAY, UINT8, VECTOR
+from ..schema import ARRAY, LONG, UINT8, VECTOR
 
 #: Element type of the decoded blocks for each format. A Vector's float64 values
 #: are written directly (each one exactly the float32 value ``preprocess`` returns),
@@ -34,6 +34,8 @@ def output_arrow_type(size: int, features_format: str = VECTOR) -> pa.DataType:
         features: pa.DataType = VECTOR_STORAGE_TYPE
     elif features_format == UINT8:
         features = pa.binary()
+    elif features_format == LONG:
+        features = pa.int64()
     else:
         features = pa.list_(pa.float32(), size)
     return pa.struct([("features", features), ("error", pa.string())])
@@ -68,12 +70,13 @@ def features_array(block: np.ndarray, failed: np.ndarray, features_format: str) 
 
 
 def result_struct_type(features_format: str) -> Any:
-    """Spark type of a UDF result: ``struct<features: vector | array<float> | binary, error: string>``."""
+    """Spark type of a UDF result: ``struct<features: vector | array<float> | binary | long, error: string>``."""
     from pyspark.sql.types import (
         ArrayType,
         BinaryType,
         DataType,
         FloatType,
+        LongType,
         StringType,
         StructField,
         StructType,
@@ -85,6 +88,8 @@ def result_struct_type(features_format: str) -> Any:
         features_type: DataType = VectorUDT()
     elif features_format == UINT8:
         features_type = BinaryType()
+    elif features_format == LONG:
+        features_type = LongType()
     else:
         features_type = ArrayType(FloatType(), containsNull=False)
     return StructType([

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..schema import ARRAY, SOURCE, UINT8, VECTOR
+from ..schema import ARRAY, LONG, SOURCE, UINT8, VECTOR
 from .arrow import result_struct_type
 
 #: A stage's per-batch function: Arrow arrays of the image column in, ``struct<features, error>`` out.
@@ -88,7 +88,7 @@ def make_image_udf(run: BatchFunction, output_format: str, input_kind: str,
     def run_pandas(series_batches: Iterator[Union[pd.Series, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
         for out in run(map(to_arrow, series_batches)):
             features = out.field("features")
-            if output_format == UINT8:
+            if output_format in (UINT8, LONG):
                 values: list[Any] = features.to_pylist()
             else:
                 values = [None if v is None else np.asarray(v, dtype=np.float32)
