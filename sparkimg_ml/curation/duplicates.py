@@ -130,7 +130,8 @@ def _key_indices(bits_column: str, positions: list[list[int]], bits_per_key: int
 
 
 def _sparse_keys(size: int) -> Any:
-    def build(indices: list[int]) -> SparseVector:
+    # No annotations: pyspark reads a plain UDF's type hints to guess a pandas UDF and warns when it cannot.
+    def build(indices):  # type: ignore[no-untyped-def]
         return SparseVector(size, indices, [1.0] * len(indices))
 
     return F.udf(build, VectorUDT())
