@@ -11,9 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from repo_paths import REPO_ROOT as ROOT
+
 sys.path.insert(0, str(ROOT))
 from benchmarks import soak
 
