@@ -156,9 +156,6 @@ SURFACES: dict[str, list[str]] = {
         "tests/spark/test_compat_surfaces.py::test_cross_validator_over_the_featurizer_reloads_in_a_new_process",
         "tests/spark/test_reshaper.py::test_cross_validator_tunes_axes_and_persists",
     ],
-    "TrainValidationSplit: fit, save, load in a new process": [
-        "tests/spark/test_compat_surfaces.py::test_train_validation_split_over_the_featurizer_reloads_in_a_new_process",
-    ],
     "write_tensors + TensorFiles": [
         "tests/spark/test_compat_surfaces.py::test_write_tensors_and_tensor_files_give_back_each_image",
     ],

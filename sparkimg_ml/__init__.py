@@ -24,7 +24,7 @@ from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
 from .featurizer import ImageUrlFeaturizer
 from .hasher import ImageHasher
-from .local import preprocess
+from .local import preprocess, preprocess_fingerprint
 from .model import ModelError
 from .model.export import export_onnx
 from .preview import failure_report, show_images
@@ -32,6 +32,6 @@ from .reshaper import TensorReshaper
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "export_onnx", "preprocess", "show_images", "failure_report", "ship", "ImageHasher",
+    "ModelError", "export_onnx", "preprocess", "preprocess_fingerprint", "show_images", "failure_report", "ship", "ImageHasher",
     "find_duplicates",
 ]

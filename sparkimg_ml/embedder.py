@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from pyspark.ml import Transformer
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 
 from .engine.decode import DecodeTask
@@ -15,6 +14,7 @@ from .engine.embed import EmbedTask, embed_batches
 from .engine.udf import make_image_udf, udf_output_format
 from .errors import redact_source
 from .image import ImageSpec
+from .image.fingerprint import make_fingerprint
 from .local import ImageInput, preprocess_with
 from .model.export import METADATA_PREFIX, carried_params
 from .model.onnx import (
@@ -34,7 +34,8 @@ from .model.providers import (
 from .params.fetch import FetchParamValues, HasFetchParams
 from .params.image import HasImageParams, ImageParamValues
 from .params.model import HasModelParams, ModelParamValues
-from .params.persistence import StageWritable
+from .params.fingerprint import HasFingerprint
+from .params.persistence import StageReadable, StageWritable
 from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
@@ -43,7 +44,7 @@ from .params.stage import (
     check_storage_backends,
     image_input_kind,
 )
-from .schema import EMBEDDER_OUTPUT_COL, EMBEDDING_KEY, ML_ATTR_KEY, VECTOR
+from .schema import EMBEDDER_OUTPUT_COL, EMBEDDING_KEY, FINGERPRINT_KEY, ML_ATTR_KEY, VECTOR
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -79,7 +80,7 @@ class EmbedderParamValues(ImageParamValues, FetchParamValues, InvalidRowParamVal
 
 class ImageEmbedder(
     Transformer, HasColumns, HasInvalidRowParams, HasImageParams, HasFetchParams, HasModelParams,
-    DefaultParamsReadable, StageWritable,
+    HasFingerprint, StageReadable, StageWritable,
 ):
     """Run an ONNX image model over an image column: each row's embedding (or scores) as a ``Vector``.
 
@@ -272,10 +273,24 @@ class ImageEmbedder(
                       "layout": _IMAGE_LAYOUTS[spec.layout]},
             "image": spec.metadata(),
         }
-        metadata: dict[str, Any] = {EMBEDDING_KEY: embedding}
+        metadata: dict[str, Any] = {EMBEDDING_KEY: embedding, FINGERPRINT_KEY: self._fingerprint_of(model, spec, output)}
         if self.getOutputFormat() == VECTOR:
             metadata[ML_ATTR_KEY] = {"num_attrs": size}
         return metadata
+
+    def _fingerprint_of(self, model: LoadedModel, spec: ImageSpec, output: ModelOutput) -> dict[str, Any]:
+        import onnxruntime
+
+        return make_fingerprint(type(self).__name__, image=spec.metadata(), model={
+            "sha256": model.sha256, "outputNode": output.name, "flatten": self.getFlatten(),
+            "onnxruntime": onnxruntime.__version__, "executionProviders": self.getExecutionProviders(),
+        })
+
+    def _fingerprint(self) -> dict[str, Any]:
+        model = self._load_model()
+        spec = self._model_spec(model)
+        output, _ = self._model_output(model, spec)
+        return self._fingerprint_of(model, spec, output)
 
     # -- serving ----------------------------------------------------------------
     def embed(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:

@@ -7,18 +7,19 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from pyspark.ml import Transformer
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 
 from .engine.decode import DecodeTask
 from .engine.featurize import featurize_batches
 from .engine.udf import make_image_udf, udf_output_format
+from .image.fingerprint import make_fingerprint
 from .local import ImageInput, preprocess_with
 from .params.fetch import FetchParamValues, HasFetchParams
 from .params.image import HasImageParams, ImageParamValues
+from .params.fingerprint import HasFingerprint
 from .params.keywords import KeywordParams
 from .params.output import HasOutputFormat
-from .params.persistence import StageWritable
+from .params.persistence import StageReadable, StageWritable
 from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
@@ -27,7 +28,7 @@ from .params.stage import (
     check_storage_backends,
     image_input_kind,
 )
-from .schema import FEATURIZER_OUTPUT_COL
+from .schema import FEATURIZER_OUTPUT_COL, FINGERPRINT_KEY, TENSOR_KEY
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -43,7 +44,7 @@ class FeaturizerParamValues(ImageParamValues, FetchParamValues, InvalidRowParamV
 
 class ImageUrlFeaturizer(
     Transformer, HasColumns, HasInvalidRowParams, HasImageParams, HasFetchParams, HasOutputFormat,
-    KeywordParams, DefaultParamsReadable, StageWritable,
+    KeywordParams, HasFingerprint, StageReadable, StageWritable,
 ):
     """Fetch, decode, resize and normalise the image in each row into a tensor column.
 
@@ -99,7 +100,12 @@ class ImageUrlFeaturizer(
         >>> ImageUrlFeaturizer(inputCol="url", outputFormat="uint8").outputMetadata()["tensor"]["dtype"]
         'uint8'
         """
-        return self._tensor_metadata(self._image_spec())
+        metadata = self._tensor_metadata(self._image_spec())
+        metadata[FINGERPRINT_KEY] = make_fingerprint(type(self).__name__, image=metadata[TENSOR_KEY])
+        return metadata
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return self.outputMetadata()[FINGERPRINT_KEY]
 
     # -- serving ----------------------------------------------------------------
     def preprocess(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:

@@ -7,17 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark.ml import Transformer
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 
 from .engine.decode import DecodeTask
 from .engine.hash import HashTask, hash_batches, hash_block
 from .engine.udf import make_image_udf, udf_output_format
+from .image.fingerprint import make_fingerprint
 from .local import ImageInput, preprocess_with
 from .params.fetch import FetchParamValues, HasFetchParams
 from .params.hash import HasHashParams, HashParamValues
+from .params.fingerprint import HasFingerprint
 from .params.keywords import KeywordParams
-from .params.persistence import StageWritable
+from .params.persistence import StageReadable, StageWritable
 from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
@@ -25,7 +26,7 @@ from .params.stage import (
     check_output_columns,
     image_input_kind,
 )
-from .schema import HASHER_OUTPUT_COL, LONG, UINT8
+from .schema import FINGERPRINT_KEY, HASH_KEY, HASHER_OUTPUT_COL, LONG, UINT8
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -40,7 +41,7 @@ class HasherParamValues(HashParamValues, FetchParamValues, InvalidRowParamValues
 
 class ImageHasher(
     Transformer, HasColumns, HasInvalidRowParams, HasHashParams, HasFetchParams,
-    KeywordParams, DefaultParamsReadable, StageWritable,
+    KeywordParams, HasFingerprint, StageReadable, StageWritable,
 ):
     """Compute a perceptual hash of the image in each row: near-identical images get near-identical bits.
 
@@ -96,7 +97,13 @@ class ImageHasher(
         ('ahash', 16, 'long')
         """
         self._check_params()
-        return self._hash_metadata()
+        metadata = self._hash_metadata()
+        metadata[FINGERPRINT_KEY] = make_fingerprint(type(self).__name__, image=self._hash_spec().metadata(),
+                                                     hash=metadata[HASH_KEY])
+        return metadata
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return self.outputMetadata()[FINGERPRINT_KEY]
 
     def _task(self, kind: str, udf_format: str) -> HashTask:
         decode = DecodeTask(

@@ -17,9 +17,11 @@ import numpy as np
 
 from .fetch import Fetcher, FetchOptions
 from .image import ImageSpec, preprocess_bytes
+from .image.fingerprint import make_fingerprint
 from .params.fetch import HasFetchParams
 from .params.image import HasImageParams
 from .params.output import HasOutputFormat
+from .schema import TENSOR_KEY
 
 ImageInput = Union[str, bytes, bytearray, memoryview]
 
@@ -61,6 +63,39 @@ class _PreprocessParams(HasImageParams, HasFetchParams, HasOutputFormat):
     """The featurizer's value-defining Params, validated by the same converters."""
 
 
+def _holder(params: dict[str, Any]) -> _PreprocessParams:
+    """The featurizer's value-defining Params set from ``params`` (column Params and ``None`` ignored)."""
+    holder = _PreprocessParams()
+    for name, value in params.items():
+        if name in COLUMN_PARAMS or value is None:
+            continue
+        if not holder.hasParam(name):
+            raise TypeError(
+                f"preprocess() got an unknown Param {name!r}; it takes the ImageUrlFeaturizer Params "
+                f"that define values: {', '.join(sorted(p.name for p in holder.params))}."
+            )
+        holder._set(**{name: value})
+    return holder
+
+
+def preprocess_fingerprint(**params: Any) -> dict[str, Any]:
+    """The preprocessing fingerprint of :func:`preprocess` with ``params``: ``{"digest", "components"}``.
+
+    Equal to ``ImageUrlFeaturizer(**params).fingerprint()`` and to the ``fingerprint``
+    entry of that stage's output column metadata, so a serving process can check it
+    computes the features a model was trained on.
+
+    Examples
+    --------
+    >>> from sparkimg_ml import ImageUrlFeaturizer
+    >>> here = preprocess_fingerprint(imageSize=[32, 32], mean="imagenet")
+    >>> here == ImageUrlFeaturizer(inputCol="url", imageSize=[32, 32], mean="imagenet").fingerprint()
+    True
+    """
+    holder = _holder(params)
+    return make_fingerprint("ImageUrlFeaturizer", image=holder._tensor_metadata(holder._image_spec())[TENSOR_KEY])
+
+
 def preprocess(images: Union[ImageInput, List[ImageInput]], **params: Any) -> np.ndarray:
     """Featurize with :class:`~sparkimg_ml.ImageUrlFeaturizer` Params, without Spark.
 
@@ -83,14 +118,5 @@ def preprocess(images: Union[ImageInput, List[ImageInput]], **params: Any) -> np
     >>> preprocess(buffer.getvalue(), imageSize=[2, 2], outputFormat="uint8")[:3].tolist()
     [255, 0, 0]
     """
-    holder = _PreprocessParams()
-    for name, value in params.items():
-        if name in COLUMN_PARAMS or value is None:
-            continue
-        if not holder.hasParam(name):
-            raise TypeError(
-                f"preprocess() got an unknown Param {name!r}; it takes the ImageUrlFeaturizer Params "
-                f"that define values: {', '.join(sorted(p.name for p in holder.params))}."
-            )
-        holder._set(**{name: value})
+    holder = _holder(params)
     return preprocess_with(images, holder._image_spec(), holder._fetch_options(), holder._output_dtype())

@@ -27,6 +27,7 @@ from .params.output import RenamedOutputType
 from .params.persistence import StageWritable
 from .params.stage import HasColumns
 from .schema import (
+    FINGERPRINT_KEY,
     HANDLE_INVALID_OPTIONS,
     NESTED,
     RESHAPER_OUTPUT_COL,
@@ -220,6 +221,9 @@ class TensorReshaper(
             ops.frame = ops.frame.filter(flat.isNull() | fits(F.size(flat), shape))
         result = reshape_column(ops, flat, name, shape, axes, output_type, fail=handle_invalid == "error")
         metadata = output_metadata(in_tensor, in_shape, shape, axes, dtype, output_type)
+        if FINGERPRINT_KEY in field.metadata:
+            # Rearranged, not recomputed: the values still come from the preprocessing the fingerprint names.
+            metadata[FINGERPRINT_KEY] = field.metadata[FINGERPRINT_KEY]
         # withMetadata (not alias(metadata=)) keeps the metadata on Spark Connect too.
         return ops.finish(out_name, result).withMetadata(out_name, metadata)
 

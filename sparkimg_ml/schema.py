@@ -54,6 +54,8 @@ TENSOR_KEY = "tensor"
 EMBEDDING_KEY = "embedding"
 #: Key of the hash description (type, size, bits, form) in column metadata.
 HASH_KEY = "hash"
+#: Column metadata key and saved-stage key of the preprocessing fingerprint (``{"digest", "components"}``).
+FINGERPRINT_KEY = "fingerprint"
 #: MLlib's key for a Vector column's attributes (``{"num_attrs": n}``).
 ML_ATTR_KEY = "ml_attr"
 

@@ -1,8 +1,10 @@
-"""Saving stages the same way on classic Spark and on Spark Connect.
+"""Saving and loading stages the same way on classic Spark and on Spark Connect.
 
-(Loading needs nothing special: ``DefaultParamsReader`` rebuilds a stage from its
-module path and Param names; Params renamed since a file was saved are mapped by
-:class:`~sparkimg_ml.params.keywords.KeywordParams`.)
+Loading is ``DefaultParamsReader``'s: it rebuilds a stage from its module path and
+Param names (Params renamed since a file was saved are mapped by
+:class:`~sparkimg_ml.params.keywords.KeywordParams`). The stage writer adds one
+entry to the saved metadata, ``fingerprint`` (see :mod:`.fingerprint`), which the
+stage reader hands back as ``savedFingerprint()``; files without it still load.
 
 ``DefaultParamsWriter.overwrite()`` deletes an existing path through the JVM
 session (``_jsparkSession``), which a Spark Connect client does not have, so
@@ -14,7 +16,16 @@ asks the Connect server to delete the path instead, the way pyspark's own
 
 from __future__ import annotations
 
-from pyspark.ml.util import DefaultParamsWritable, DefaultParamsWriter, MLWriter
+from typing import Any
+
+import pyspark
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsReader, DefaultParamsWritable, DefaultParamsWriter, MLWriter
+
+from ..schema import FINGERPRINT_KEY
+from .fingerprint import HasFingerprint
+
+# pyspark 3.5's saveMetadata takes the SparkContext, 4.x's the SparkSession.
+_SAVES_WITH_CONTEXT = pyspark.__version__.startswith("3.")
 
 
 def _in_connect_mode() -> bool:
@@ -24,7 +35,14 @@ def _in_connect_mode() -> bool:
 
 
 class StageWriter(DefaultParamsWriter):
-    """``DefaultParamsWriter`` whose ``overwrite()`` also works on Spark Connect."""
+    """``DefaultParamsWriter`` whose ``overwrite()`` also works on Spark Connect, saving the fingerprint."""
+
+    def saveImpl(self, path: str) -> None:
+        extra = None
+        if isinstance(self.instance, HasFingerprint):
+            extra = {FINGERPRINT_KEY: self.instance.fingerprint()}
+        session: Any = self.sc if _SAVES_WITH_CONTEXT else self.sparkSession
+        DefaultParamsWriter.saveMetadata(self.instance, path, session, extraMetadata=extra)
 
     def _handleOverwrite(self, path: str) -> None:
         if not _in_connect_mode():
@@ -49,3 +67,29 @@ class StageWritable(DefaultParamsWritable):
     def write(self) -> MLWriter:
         """Returns a :class:`StageWriter` for this stage."""
         return StageWriter(self)  # type: ignore[arg-type]
+
+
+class StageReader(DefaultParamsReader):
+    """``DefaultParamsReader`` that also hands the saved fingerprint to the loaded stage."""
+
+    def load(self, path: str) -> Any:
+        # DefaultParamsReader.load, reading the metadata once and keeping its fingerprint.
+        session: Any = self.sc if _SAVES_WITH_CONTEXT else self.sparkSession
+        metadata = DefaultParamsReader.loadMetadata(path, session)
+        saved_class = DefaultParamsReader._DefaultParamsReader__get_class(metadata["class"])  # type: ignore[attr-defined]
+        instance = saved_class()
+        instance._resetUid(metadata["uid"])
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        if isinstance(instance, HasFingerprint):
+            saved = metadata.get(FINGERPRINT_KEY)
+            instance._saved_fingerprint = saved if isinstance(saved, dict) else None
+        return instance
+
+
+class StageReadable(DefaultParamsReadable):
+    """``DefaultParamsReadable`` whose reader restores ``savedFingerprint()``."""
+
+    @classmethod
+    def read(cls) -> StageReader:
+        """Returns a :class:`StageReader` for this class."""
+        return StageReader(cls)

@@ -92,7 +92,8 @@ def test_cross_validator_over_the_featurizer_reloads_in_a_new_process(digit_site
     assert CrossValidatorModel.load(str(path)).avgMetrics == model.avgMetrics
 
 
-@pytest.mark.compat
+# Not in the compatibility matrix: pyspark.ml.tuning saves and loads it with the same machinery as
+# CrossValidator, which the matrix runs everywhere; this runs on the main Spark.
 @pytest.mark.claim("TrainValidationSplit tunes featurizer Params; the fitted model saves and loads in a new process")
 def test_train_validation_split_over_the_featurizer_reloads_in_a_new_process(digit_site, tmp_path, record_property):
     frame, _ = digit_site

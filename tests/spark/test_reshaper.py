@@ -263,6 +263,7 @@ def test_featurizer_metadata_gives_shape_layout_and_float32_tensors(spark):
     np.testing.assert_array_equal(np.asarray(chw.head().chw), np.asarray(values).reshape(2, 4, 3).transpose(2, 0, 1))
     meta = chw.schema["chw"].metadata["tensor"]
     assert meta == dict(recorded["tensor"], shape=[3, 2, 4], layout="CHW")
+    assert chw.schema["chw"].metadata["fingerprint"] == featurizer.fingerprint()
 
     back = TensorReshaper(inputCol="chw", outputCol="hwc", axes=[1, 2, 0], outputFormat="vector").transform(chw)
     assert back.head().hwc.toArray().tolist() == values
