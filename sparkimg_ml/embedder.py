@@ -40,9 +40,8 @@ from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
-    check_output_columns,
     check_storage_backends,
-    image_input_kind,
+    checked_image_input,
 )
 from .schema import EMBEDDER_OUTPUT_COL, EMBEDDING_KEY, FINGERPRINT_KEY, ML_ATTR_KEY, VECTOR
 
@@ -286,12 +285,6 @@ class ImageEmbedder(
             "onnxruntime": onnxruntime.__version__, "executionProviders": self.getExecutionProviders(),
         })
 
-    def _fingerprint(self) -> dict[str, Any]:
-        model = self._load_model()
-        spec = self._model_spec(model)
-        output, _ = self._model_output(model, spec)
-        return self._fingerprint_of(model, spec, output)
-
     # -- serving ----------------------------------------------------------------
     def embed(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:
         """This stage's embeddings of one image or a list of images, without Spark.
@@ -313,11 +306,8 @@ class ImageEmbedder(
     # -- transform --------------------------------------------------------------
     def _transform(self, dataset: DataFrame) -> DataFrame:
         stage = type(self).__name__
-        input_col = self.getInputCol() if self.isDefined(self.inputCol) else None
-        kind = image_input_kind(dataset, stage, input_col,
-                                hint="ImageEmbedder reads images, not feature vectors.")
+        kind = checked_image_input(self, dataset, hint="ImageEmbedder reads images, not feature vectors.")
         error_col = self.getErrorCol()
-        check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
         model = self._load_model()
         providers = self._check_providers()
         spec = self._model_spec(model)

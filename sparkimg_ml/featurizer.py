@@ -12,7 +12,6 @@ from pyspark.sql import DataFrame
 from .engine.decode import DecodeTask
 from .engine.featurize import featurize_batches
 from .engine.udf import make_image_udf, udf_output_format
-from .image.fingerprint import make_fingerprint
 from .local import ImageInput, preprocess_with
 from .params.fetch import FetchParamValues, HasFetchParams
 from .params.image import HasImageParams, ImageParamValues
@@ -24,11 +23,10 @@ from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
-    check_output_columns,
     check_storage_backends,
-    image_input_kind,
+    checked_image_input,
 )
-from .schema import FEATURIZER_OUTPUT_COL, FINGERPRINT_KEY, TENSOR_KEY
+from .schema import FEATURIZER_OUTPUT_COL
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -100,12 +98,7 @@ class ImageUrlFeaturizer(
         >>> ImageUrlFeaturizer(inputCol="url", outputFormat="uint8").outputMetadata()["tensor"]["dtype"]
         'uint8'
         """
-        metadata = self._tensor_metadata(self._image_spec())
-        metadata[FINGERPRINT_KEY] = make_fingerprint(type(self).__name__, image=metadata[TENSOR_KEY])
-        return metadata
-
-    def _fingerprint(self) -> dict[str, Any]:
-        return self.outputMetadata()[FINGERPRINT_KEY]
+        return self._tensor_metadata(self._image_spec())
 
     # -- serving ----------------------------------------------------------------
     def preprocess(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:
@@ -122,10 +115,8 @@ class ImageUrlFeaturizer(
     # -- transform --------------------------------------------------------------
     def _transform(self, dataset: DataFrame) -> DataFrame:
         stage = type(self).__name__
-        input_col = self.getInputCol() if self.isDefined(self.inputCol) else None
-        kind = image_input_kind(dataset, stage, input_col)
+        kind = checked_image_input(self, dataset)
         error_col = self.getErrorCol()
-        check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
         output_format = self.getOutputFormat()
         udf_format = udf_output_format(output_format)
         task = DecodeTask(

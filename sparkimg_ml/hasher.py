@@ -23,8 +23,8 @@ from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
-    check_output_columns,
-    image_input_kind,
+    check_storage_backends,
+    checked_image_input,
 )
 from .schema import FINGERPRINT_KEY, HASH_KEY, HASHER_OUTPUT_COL, LONG, UINT8
 
@@ -102,9 +102,6 @@ class ImageHasher(
                                                      hash=metadata[HASH_KEY])
         return metadata
 
-    def _fingerprint(self) -> dict[str, Any]:
-        return self.outputMetadata()[FINGERPRINT_KEY]
-
     def _task(self, kind: str, udf_format: str) -> HashTask:
         decode = DecodeTask(
             spec=self._hash_spec(), fetch=self._fetch_options(), input_kind=kind,
@@ -144,14 +141,13 @@ class ImageHasher(
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         self._check_params()
-        stage = type(self).__name__
-        input_col = self.getInputCol() if self.isDefined(self.inputCol) else None
-        kind = image_input_kind(dataset, stage, input_col)
+        kind = checked_image_input(self, dataset)
         error_col = self.getErrorCol()
-        check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
         output_format = self.getOutputFormat()
         udf_format = udf_output_format(output_format)
         task = self._task(kind, udf_format)
+        check_storage_backends(dataset, type(self).__name__, self.getInputCol(), kind, task.decode.handle_invalid,
+                               task.decode.fetch.storage_protocols)
         return add_image_output(
             dataset, uid=self.uid, input_col=self.getInputCol(), kind=kind,
             udf=make_image_udf(functools.partial(hash_batches, task=task), udf_format, kind),

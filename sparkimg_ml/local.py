@@ -17,11 +17,10 @@ import numpy as np
 
 from .fetch import Fetcher, FetchOptions
 from .image import ImageSpec, preprocess_bytes
-from .image.fingerprint import make_fingerprint
 from .params.fetch import HasFetchParams
 from .params.image import HasImageParams
 from .params.output import HasOutputFormat
-from .schema import TENSOR_KEY
+from .schema import FINGERPRINT_KEY
 
 ImageInput = Union[str, bytes, bytearray, memoryview]
 
@@ -93,7 +92,7 @@ def preprocess_fingerprint(**params: Any) -> dict[str, Any]:
     True
     """
     holder = _holder(params)
-    return make_fingerprint("ImageUrlFeaturizer", image=holder._tensor_metadata(holder._image_spec())[TENSOR_KEY])
+    return holder._tensor_metadata(holder._image_spec())[FINGERPRINT_KEY]
 
 
 def preprocess(images: Union[ImageInput, List[ImageInput]], **params: Any) -> np.ndarray:

@@ -18,13 +18,10 @@ Expected = Union[str, Mapping[str, Any], None]
 
 
 class HasFingerprint:
-    """Mixin: the preprocessing fingerprint of an image stage (the stage defines ``_fingerprint()``)."""
+    """Mixin: the preprocessing fingerprint of an image stage (found in its ``outputMetadata()``)."""
 
     #: Set by the stage reader to the fingerprint a loaded stage was saved with.
     _saved_fingerprint: Optional[dict[str, Any]] = None
-
-    def _fingerprint(self) -> dict[str, Any]:
-        raise NotImplementedError
 
     def fingerprint(self) -> dict[str, Any]:
         """This stage's preprocessing fingerprint here and now: ``{"digest": ..., "components": {...}}``.
@@ -35,7 +32,8 @@ class HasFingerprint:
         and the execution providers); the digest is their SHA-256. The same dict is in
         the output column's metadata under ``fingerprint`` and saved with the stage.
         """
-        return self._fingerprint()
+        # Every image stage records it in its output metadata; this is the same dict.
+        return self.outputMetadata()[FINGERPRINT_KEY]  # type: ignore[attr-defined]
 
     def savedFingerprint(self) -> Optional[dict[str, Any]]:
         """The fingerprint this stage was saved with (``None`` for a stage not loaded from a file,

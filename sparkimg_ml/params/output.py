@@ -9,7 +9,9 @@ import numpy as np
 from pyspark.ml.param import Param, Params
 
 from ..image import ImageSpec
+from ..image.fingerprint import make_fingerprint
 from ..schema import (
+    FINGERPRINT_KEY,
     FEATURIZER_OUTPUT_FORMATS,
     LEGACY_OUTPUT_FORMAT_PARAM,
     ML_ATTR_KEY,
@@ -104,11 +106,13 @@ class HasOutputFormat(OutputFormatAccessors):
         return np.dtype(np.uint8 if self.getOutputFormat() == UINT8 else np.float32)
 
     def _tensor_metadata(self, spec: ImageSpec) -> dict[str, Any]:
-        """Column metadata of the output: the ``tensor`` entry, plus ``ml_attr`` for a Vector."""
+        """Column metadata of the output: the ``tensor`` entry and the ``fingerprint``, plus ``ml_attr`` for a Vector."""
         tensor = spec.metadata()
         output_format = self.getOutputFormat()
         if output_format == UINT8:
             tensor["dtype"] = "uint8"
+        # ImageUrlFeaturizer's values (preprocess() computes the same ones, so reports the same fingerprint).
+        metadata = {TENSOR_KEY: tensor, FINGERPRINT_KEY: make_fingerprint("ImageUrlFeaturizer", image=tensor)}
         if output_format == VECTOR:
-            return {ML_ATTR_KEY: {"num_attrs": spec.size}, TENSOR_KEY: tensor}
-        return {TENSOR_KEY: tensor}
+            metadata[ML_ATTR_KEY] = {"num_attrs": spec.size}
+        return metadata

@@ -24,8 +24,11 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsReader, DefaultP
 from ..schema import FINGERPRINT_KEY
 from .fingerprint import HasFingerprint
 
-# pyspark 3.5's saveMetadata takes the SparkContext, 4.x's the SparkSession.
-_SAVES_WITH_CONTEXT = pyspark.__version__.startswith("3.")
+
+
+def _session_argument(reader_or_writer: Any) -> Any:
+    """What ``DefaultParamsWriter.saveMetadata``/``loadMetadata`` take: pyspark 3.5 the SparkContext, 4.x the session."""
+    return reader_or_writer.sc if pyspark.__version__.startswith("3.") else reader_or_writer.sparkSession
 
 
 def _in_connect_mode() -> bool:
@@ -41,8 +44,7 @@ class StageWriter(DefaultParamsWriter):
         extra = None
         if isinstance(self.instance, HasFingerprint):
             extra = {FINGERPRINT_KEY: self.instance.fingerprint()}
-        session: Any = self.sc if _SAVES_WITH_CONTEXT else self.sparkSession
-        DefaultParamsWriter.saveMetadata(self.instance, path, session, extraMetadata=extra)
+        DefaultParamsWriter.saveMetadata(self.instance, path, _session_argument(self), extraMetadata=extra)
 
     def _handleOverwrite(self, path: str) -> None:
         if not _in_connect_mode():
@@ -74,8 +76,7 @@ class StageReader(DefaultParamsReader):
 
     def load(self, path: str) -> Any:
         # DefaultParamsReader.load, reading the metadata once and keeping its fingerprint.
-        session: Any = self.sc if _SAVES_WITH_CONTEXT else self.sparkSession
-        metadata = DefaultParamsReader.loadMetadata(path, session)
+        metadata = DefaultParamsReader.loadMetadata(path, _session_argument(self))
         saved_class = DefaultParamsReader._DefaultParamsReader__get_class(metadata["class"])  # type: ignore[attr-defined]
         instance = saved_class()
         instance._resetUid(metadata["uid"])

@@ -76,6 +76,21 @@ def check_output_columns(dataset: DataFrame, stage: str, outputs: Sequence[str])
             )
 
 
+def checked_image_input(stage: Any, dataset: DataFrame, hint: str = "") -> str:
+    """The kind of an image stage's input column in ``dataset``, once its input and output columns are checked.
+
+    The first step of every image stage's ``_transform``: the input column must
+    exist and hold images (``hint`` is added to the error otherwise), and the
+    output and error columns must not exist yet.
+    """
+    name = type(stage).__name__
+    input_col = stage.getInputCol() if stage.isDefined(stage.inputCol) else None
+    kind = image_input_kind(dataset, name, input_col, hint=hint)
+    error_col = stage.getErrorCol()
+    check_output_columns(dataset, name, [stage.getOutputCol()] + ([error_col] if error_col else []))
+    return kind
+
+
 def keeps_every_row(image: Column, kind: str) -> Column:
     """A filter condition that is true on every row, null images included.
 

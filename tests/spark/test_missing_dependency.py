@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from sparkimg_ml import REASON_CODES, ImageUrlFeaturizer
+from sparkimg_ml import REASON_CODES, ImageHasher, ImageUrlFeaturizer
 from sparkimg_ml.errors import MissingDependencyError, SourceError
 from sparkimg_ml.fetch import DEFAULT_STORAGE_PROTOCOLS, Fetcher, FetchOptions
 from sparkimg_ml.fetch.backends import (
@@ -131,6 +131,13 @@ def test_featurizer_in_error_mode_raises_at_transform_when_the_first_rows_need_a
     late = spark.createDataFrame([(f"/no/such/{i}.png",) for i in range(BACKEND_CHECK_ROWS)]
                                  + [("gs://bucket/late.png",)], "url string").coalesce(1)
     featurizer.transform(late)
+
+
+def test_hasher_in_error_mode_raises_at_transform_like_the_featurizer(spark, block):
+    block("gcsfs")
+    frame = spark.createDataFrame([("gs://bucket/b.png",)], "url string")
+    with pytest.raises(MissingDependencyError, match=r"missing_dependency: gs:// needs gcsfs"):
+        ImageHasher(inputCol="url", handleInvalid="error").transform(frame)
 
 
 def test_abfss_urls_reach_adlfs_although_fsspec_lists_only_abfs_and_az(block, monkeypatch):
