@@ -67,7 +67,7 @@ docs-build: $(STAMP)
 # Re-execute notebooks/*.ipynb (each in a scratch directory) and store the fresh outputs in the files;
 # the notebook tests fail when the stored outputs no longer match a fresh run.
 notebooks: java-check $(STAMP)
-	$(BIN)/python tests/notebook_runner.py notebooks/*.ipynb
+	$(BIN)/python tests/support/notebook_runner.py notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check --isolated --select E,F,W,B --extend-ignore E402,E501,B905 sparkimg_ml tests benchmarks .ci

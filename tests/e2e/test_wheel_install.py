@@ -39,6 +39,7 @@ EXTRA_MODULES = {
     "cloud": ["fsspec", "s3fs", "gcsfs", "adlfs", "fsspec.implementations.webhdfs"],
     "demo": ["sklearn"],
     "docs": ["mkdocs", "material", "mkdocstrings"],
+    "export": ["onnx", "onnxscript"],
     "fast": ["pyspng"],
     "heif": ["pillow_heif"],
     "onnx": ["onnxruntime"],

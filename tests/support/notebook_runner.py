@@ -6,7 +6,7 @@ reports, tables and grid summaries, with metrics compared within a tolerance and
 (loopback ports, timings, temporary paths, uids) masked. ``make notebooks`` re-executes them and
 writes the fresh outputs back::
 
-    python tests/notebook_runner.py notebooks/*.ipynb
+    python tests/support/notebook_runner.py notebooks/*.ipynb
 """
 
 from __future__ import annotations
