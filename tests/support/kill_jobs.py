@@ -41,8 +41,8 @@ import psutil
 
 ROWS = 240
 PARTITIONS = 6
-#: Seconds the server waits before each image: a task of 40 rows lasts about 2 s.
-ROW_DELAY = 0.1
+#: Seconds the server waits before each image: a task of 40 rows lasts a second or two.
+ROW_DELAY = 0.05
 CONCURRENCY = 4
 #: Rows whose image cannot be read: (id -> route).
 BAD_ROWS = {17: "/status/404", 101: "/wrong-type/text", 202: "/status/404"}
