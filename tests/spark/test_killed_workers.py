@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.claim(
     "clean run, every row once")
 
 
+TIMEOUT_S = 400
 #: Image requests of a job that reads every good row once with each stage.
 MINIMUM_REQUESTS = 2 * (kill_jobs.ROWS - len(kill_jobs.BAD_ROWS))
 
@@ -46,9 +48,17 @@ def _run(kind: str, tmp_path: Path) -> tuple:
            "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     env.pop("SPARKIMG_ML_SESSION_LOG", None)
     started = time.monotonic()
-    job = subprocess.run([sys.executable, str(SUPPORT / "kill_jobs.py"), kind, str(scratch), str(out)],
-                         env=env, cwd=scratch, capture_output=True, text=True, timeout=400)
-    assert job.returncode == 0, f"kill_jobs.py {kind} failed:\n{job.stderr[-4000:]}"
+    # Its own session: on a timeout the whole group (driver, JVMs, Python workers) is killed by its id.
+    job = subprocess.Popen([sys.executable, str(SUPPORT / "kill_jobs.py"), kind, str(scratch), str(out)],
+                           env=env, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        _, stderr = job.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        _, stderr = job.communicate()
+        pytest.fail(f"kill_jobs.py {kind} did not finish within {TIMEOUT_S} s:\n{stderr[-4000:]}")
+    assert job.returncode == 0, f"kill_jobs.py {kind} failed:\n{stderr[-4000:]}"
     report = json.loads((out / "report.json").read_text())
     report["seconds"] = time.monotonic() - started
     rows = {name: sorted(pickle.loads((out / f"{name}.pickle").read_bytes())) for name in report["jobs"]}

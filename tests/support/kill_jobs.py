@@ -5,7 +5,7 @@ and one pickle of output rows per job (``OUT/<job>.pickle``).
 
 Every job reads the same frame: ``ROWS`` URLs of a loopback :class:`FaultServer`
 (seeded noise images of assorted sizes, each answered after ``ROW_DELAY`` so a task
-lasts a few seconds, and a few rows that fail: a 404 and a non-image), in
+lasts a second or two, and a few rows that fail: a 404 and a non-image), in
 ``PARTITIONS`` slices, through an :class:`ImageUrlFeaturizer` and an
 :class:`ImageEmbedder` (``handleInvalid="keep"``, reasons in their error columns).
 The output rows are stored as raw bytes, so the test compares them bit for bit.
@@ -18,7 +18,8 @@ The output rows are stored as raw bytes, so the test compares them bit for bit.
 ``standalone`` (a master and two workers on 127.0.0.1 and 127.0.0.2, one 1-core executor
 on each, speculation on with aggressive settings)
     ``clean``; ``speculated``: the first request of one row's URL takes ``SLOW_FIRST_S``,
-    so that task's first attempt stalls and Spark launches a copy on the other host;
+    so that task's first attempt stalls and Spark launches a copy on the other host (the
+    script then waits until the losing attempt's Python worker stops reading);
     ``node_killed``: a worker JVM, its executor JVM and their Python processes are all
     SIGKILLed by their PIDs while that executor runs a task.
 
