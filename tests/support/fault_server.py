@@ -15,11 +15,10 @@ Routes (``GET``):
 ``/redirect-to?url=U``          302 to ``U`` (any scheme or host)
 ``/slow?delay=S&group=G``       waits ``S`` seconds before answering with the PNG; the server
                                 records the peak number of concurrent requests of group ``G``
-``/noise/<seed>?size=N&delay=S&first-delay=F``
-                                a PNG of ``N`` x ``N`` (default 16) noise seeded by ``seed`` after
-                                ``S`` seconds (default 0), plus ``F`` seconds on the first request
-                                of that exact URL (path and query); :meth:`FaultServer.hits` counts
-                                ``noise:<path?query>``
+``/noise/<seed>``               a PNG of ``size`` x ``size`` (default 16) noise seeded by ``seed``,
+                                after ``delay`` seconds (default 0), plus ``first-delay`` seconds on
+                                the first request of that exact URL (path and query), which
+                                :meth:`FaultServer.hits` counts as ``noise:<path?query>``
 ``/drip?seconds=S``             announces ``S`` bytes and sends one per second
 ``/drip-headers``               sends its status line and headers one byte per second
 ``/reset``                      announces 100 kB, sends 1 kB, then resets the connection
