@@ -143,7 +143,7 @@ def test_a_killed_worker_node_is_replaced_and_the_output_equals_a_clean_run(stan
     job = report["jobs"]["node_killed"]
     kill = _assert_killed_mid_job(job, "node_killed")
     roles = [k["role"] for k in kill["killed"]]
-    assert roles[:2] == ["worker JVM", "executor JVM"] and "Python worker" in roles, roles
+    assert {"worker JVM", "executor JVM", "Python worker"} <= set(roles), roles
     assert report["jobs"]["clean"]["executors"] == 2  # the job had both nodes before one died
     assert job["image_requests"] > MINIMUM_REQUESTS, "no task of the dead node was run again"
     _assert_same_rows(rows, "node_killed")
