@@ -15,6 +15,10 @@ Routes (``GET``):
 ``/redirect-to?url=U``          302 to ``U`` (any scheme or host)
 ``/slow?delay=S&group=G``       waits ``S`` seconds before answering with the PNG; the server
                                 records the peak number of concurrent requests of group ``G``
+``/noise/<seed>``               a PNG of ``size`` x ``size`` (default 16) noise seeded by ``seed``,
+                                after ``delay`` seconds (default 0), plus ``first-delay`` seconds on
+                                the first request of that exact URL (path and query), which
+                                :meth:`FaultServer.hits` counts as ``noise:<path?query>``
 ``/drip?seconds=S``             announces ``S`` bytes and sends one per second
 ``/drip-headers``               sends its status line and headers one byte per second
 ``/reset``                      announces 100 kB, sends 1 kB, then resets the connection
@@ -76,6 +80,15 @@ PNG = make_png()
 def drip_image(size: int) -> bytes:
     """A PNG of ``size`` x ``size`` seeded noise (it hardly compresses: its length grows with ``size``)."""
     pixels = np.random.default_rng(size).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@functools.cache
+def noise_image(seed: int, size: int = 16) -> bytes:
+    """A PNG of ``size`` x ``size`` noise from ``seed``: a different image per seed."""
+    pixels = np.random.default_rng([seed, size]).integers(0, 256, (size, size, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
@@ -161,6 +174,11 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
             with self.server.in_flight(query.get("group", "")):
                 time.sleep(min(float(query.get("delay", "3")), _SERVER_LIMIT_SECONDS))
             self._send(200, PNG)
+        elif segments[:1] == ["noise"]:
+            first = self.server.count(f"noise:{self.path}") == 1
+            delay = float(query.get("delay", "0")) + (float(query.get("first-delay", "0")) if first else 0.0)
+            time.sleep(min(delay, _SERVER_LIMIT_SECONDS))
+            self._send(200, noise_image(int(segments[1]), int(query.get("size", "16"))))
         elif path == "/drip":
             seconds = min(int(query.get("seconds", "10")), int(_SERVER_LIMIT_SECONDS))
             self.send_response(200)

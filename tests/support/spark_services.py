@@ -19,8 +19,9 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 START_TIMEOUT_S = 240
 
@@ -152,12 +153,33 @@ def _alive_workers(ui_port: int) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A running standalone cluster: its ``spark://`` URL and the PID of each worker JVM."""
+
+    url: str
+    worker_pids: Tuple[int, ...]
+
+
 @contextmanager
 def standalone_cluster(scratch: Path, workers: int = 2) -> Iterator[str]:
     """A standalone master and ``workers`` workers; yields the ``spark://`` URL.
 
     Each worker offers 2 cores, so a second application (a model loaded in a new process)
     finds executors while the tests' own application holds one core per worker.
+    """
+    with standalone_processes(scratch, ["127.0.0.1"] * workers) as cluster:
+        yield cluster.url
+
+
+@contextmanager
+def standalone_processes(scratch: Path, hosts: Sequence[str]) -> Iterator[Cluster]:
+    """A standalone master on 127.0.0.1 and one worker (2 cores) per entry of ``hosts``, on that address.
+
+    Workers on different loopback addresses (127.0.0.1, 127.0.0.2) are different hosts to
+    Spark's scheduler, which launches a speculative copy of a task only on a host where
+    that task has no attempt yet. Yields the URL and the worker JVMs' PIDs (their
+    executors are child processes of theirs).
     """
     home = scratch_spark_home(scratch)
     env = service_env(home, scratch)
@@ -170,22 +192,22 @@ def standalone_cluster(scratch: Path, workers: int = 2) -> Iterator[str]:
     url = f"spark://127.0.0.1:{port}"
     try:
         _wait_for_port(port, processes[0].pid, scratch / "logs" / "master.log")
-        for index in range(workers):
+        for index, host in enumerate(hosts):
             work_dir = scratch / f"worker{index}"
             work_dir.mkdir(parents=True, exist_ok=True)
             processes.append(_launch(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "2",
+                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", host, "--cores", "2",
                  "--memory", "2g", "--work-dir", str(work_dir), "--webui-port", str(free_port()), url],
-                env, work_dir, scratch / "logs" / f"worker{index}.log"))
+                {**env, "SPARK_LOCAL_IP": host}, work_dir, scratch / "logs" / f"worker{index}.log"))
         deadline = time.monotonic() + START_TIMEOUT_S
-        while _alive_workers(ui_port) < workers:
+        while _alive_workers(ui_port) < len(hosts):
             for process in processes:
                 if process.poll() is not None:
                     raise RuntimeError(f"a cluster process exited with {process.returncode}; logs in "
                                        f"{scratch / 'logs'}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{workers} workers did not register within {START_TIMEOUT_S} s")
+                raise TimeoutError(f"{len(hosts)} workers did not register within {START_TIMEOUT_S} s")
             time.sleep(1)
-        yield url
+        yield Cluster(url, tuple(process.pid for process in processes[1:]))
     finally:
         _stop(processes[:0:-1] + processes[:1])  # workers first, then the master
