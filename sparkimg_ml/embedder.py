@@ -32,6 +32,7 @@ from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
+    check_decoder,
     check_output_columns,
     check_storage_backends,
     image_input_kind,
@@ -210,6 +211,7 @@ class ImageEmbedder(
                                 hint="ImageEmbedder reads images, not feature vectors.")
         error_col = self.getErrorCol()
         check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
+        check_decoder(stage, self.getDecoder())
         model = self._load_model()
         spec = self._model_spec(model)
         output, size = self._model_output(model, spec)

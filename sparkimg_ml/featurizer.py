@@ -23,6 +23,7 @@ from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
+    check_decoder,
     check_output_columns,
     check_storage_backends,
     image_input_kind,
@@ -120,6 +121,7 @@ class ImageUrlFeaturizer(
         kind = image_input_kind(dataset, stage, input_col)
         error_col = self.getErrorCol()
         check_output_columns(dataset, stage, [self.getOutputCol()] + ([error_col] if error_col else []))
+        check_decoder(stage, self.getDecoder())
         output_format = self.getOutputFormat()
         udf_format = udf_output_format(output_format)
         task = DecodeTask(
