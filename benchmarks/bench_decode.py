@@ -23,7 +23,20 @@ load hits all of them alike. The variants:
 * ``draft m2 + gap 2`` -- both;
 * ``draft m3 + fast idct`` -- what-if only, not a library option: libjpeg's
   fast integer IDCT and plain (not "fancy") chroma upsampling, reached through
-  the private ``decoderconfig`` draft flag of Pillow's JPEG plugin.
+  the private ``decoderconfig`` draft flag of Pillow's JPEG plugin;
+* ``cv2 reduced m2 + area`` / ``cv2 reduced m3 + area`` -- OpenCV
+  (``opencv-python-headless``) written here independently of the library:
+  ``cv2.imdecode`` with ``IMREAD_REDUCED_COLOR_{2,4,8}`` (libjpeg's DCT scaling,
+  decoded side >= 2x / 3x the output) and ``IMREAD_IGNORE_ORIENTATION``, then
+  ``cv2.resize(..., INTER_AREA)``; PNGs decoded by ``cv2.imdecode`` at full size;
+  images with alpha go to the library's Pillow path (as ``decoder="auto"`` does);
+* ``draft m3 + cv2 area`` -- the default Pillow decode (``draft`` m3), then
+  ``cv2.resize(..., INTER_AREA)`` instead of Pillow's bicubic resize;
+* ``decoder auto`` -- the library's ``decoder="auto"`` (only with OpenCV
+  installed): :mod:`sparkimg_ml.image.opencv` for plain JPEGs.
+
+OpenCV runs with ``cv2.setNumThreads(1)`` so that ``time.thread_time`` sees all
+of its work (and because the library's callers run one image per thread).
 
 Pillow has no public switch for libjpeg-turbo's fast IDCT or fast upsampling (the
 last variant sets a private attribute, which no release promises to keep), and
@@ -42,9 +55,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import io
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +72,10 @@ from sparkimg_ml.image import render as _render_module
 from .corpus import CorpusSpec, build_corpus
 
 
+def _has_decoder_param() -> bool:
+    return "decoder" in ImageSpec.__dataclass_fields__
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way to decode and resize: ImageSpec changes plus, for what-ifs, a patched margin or IDCT."""
@@ -65,6 +84,61 @@ class Variant:
     changes: dict[str, Any] = field(default_factory=dict)
     margin: int | None = None
     fast_idct: bool = False
+    #: A decode + resize written outside the library: (bytes, size) -> RGB values on the 0..255 scale.
+    function: Callable[[bytes, int], np.ndarray] | None = None
+
+
+def _cv2() -> Any:
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
+
+
+def has_alpha_or_is_unusual(data: bytes) -> tuple[bool, tuple[int, int], str]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.mode not in ("RGB", "L"), image.size, image.format or ""
+
+
+def cv2_decode_resize(data: bytes, size: int, margin: int) -> np.ndarray:
+    """OpenCV alone: reduced-size JPEG decode (decoded side >= ``margin`` x ``size``), INTER_AREA, RGB."""
+    cv2 = _cv2()
+    unusual, (width, height), fmt = has_alpha_or_is_unusual(data)
+    if unusual:  # as decoder="auto": alpha, CMYK, palettes... take the Pillow path
+        return preprocess_bytes(data, ImageSpec(size, size, scale=1.0))
+    factor = 1
+    if fmt == "JPEG":
+        for candidate in (8, 4, 2):
+            if -(-width // candidate) >= margin * size and -(-height // candidate) >= margin * size:
+                factor = candidate
+                break
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    small = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
+    return np.asarray(small[:, :, ::-1], dtype=np.float32).reshape(-1)
+
+
+def pillow_draft_cv2_resize(data: bytes, size: int) -> np.ndarray:
+    """The default Pillow decode (``draft``, margin 3), then OpenCV's INTER_AREA resize."""
+    from PIL import Image
+
+    cv2 = _cv2()
+    with Image.open(io.BytesIO(data)) as image:
+        if image.mode not in ("RGB", "L"):
+            return preprocess_bytes(data, ImageSpec(size, size, scale=1.0))
+        if image.format == "JPEG":
+            image.draft("RGB", (size * 3, size * 3))
+        pixels = np.asarray(image.convert("RGB"))
+    return np.asarray(cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA), np.float32).reshape(-1)
+
+
+def _opencv_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("cv2") is not None
 
 
 VARIANTS = (
@@ -75,8 +149,17 @@ VARIANTS = (
     Variant("draft m3 + gap 3", {"reducing_gap": 3.0}),
     Variant("draft m2 + gap 2", {"reducing_gap": 2.0}, margin=2),
     Variant("draft m3 + fast idct", fast_idct=True),
+    *((
+        Variant("cv2 reduced m2 + area", function=lambda data, size: cv2_decode_resize(data, size, 2)),
+        Variant("cv2 reduced m3 + area", function=lambda data, size: cv2_decode_resize(data, size, 3)),
+        Variant("draft m3 + cv2 area", function=pillow_draft_cv2_resize),
+    ) if _opencv_installed() else ()),
+    *((Variant("decoder auto", {"decoder": "auto"}),) if _opencv_installed() and _has_decoder_param() else ()),
 )
 REFERENCE, BASELINE = "exact", "draft m3 (default)"
+#: The margin of the OpenCV recipe the ceiling uses when the featurizer runs decoder="auto"
+#: (the library's ``OPENCV_DECODE_MARGIN``).
+OPENCV_MARGIN = 2
 
 
 @contextlib.contextmanager
@@ -112,7 +195,10 @@ def measure(images: list[tuple[str, bytes]], size: int, repeats: int,
         for variant in variants[shift:] + variants[:shift]:
             with _patched(variant):
                 start = time.thread_time_ns()
-                preprocess_bytes(data, specs[variant.name], out)
+                if variant.function is not None:
+                    out[:] = variant.function(data, size)
+                else:
+                    preprocess_bytes(data, specs[variant.name], out)
                 elapsed = time.thread_time_ns() - start
             cpu[variant.name][index] = min(cpu[variant.name][index], elapsed / 1e6)
             if repeat == 0:
@@ -136,8 +222,13 @@ def measure(images: list[tuple[str, bytes]], size: int, repeats: int,
 
 
 def load_images(count: int) -> list[tuple[str, bytes]]:
-    """The first ``count`` corpus files as ``(kind, bytes)``, kind ``jpeg`` or ``png``."""
-    corpus = build_corpus(CorpusSpec())
+    """The first ``count`` corpus files as ``(kind, bytes)``, kind ``jpeg`` or ``png``.
+
+    Each corpus image depends on its id only, so a corpus of ``count`` images holds
+    the main corpus's first ``count`` files (and builds in a fraction of the time).
+    """
+    default = CorpusSpec()
+    corpus = build_corpus(dataclasses.replace(default, images=min(count, default.images)))
     chosen = corpus.images[:count]
     return [("jpeg" if info.kind.startswith("jpeg") else "png", corpus.path(info.id).read_bytes()) for info in chosen]
 

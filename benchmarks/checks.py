@@ -9,7 +9,7 @@ reduced decoding p99 0.013 at 32x32, swapped R/B or a vertical flip >= 0.047).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -146,3 +146,38 @@ def job_reply(reply: Mapping[str, Any], expected_rows: int) -> list[Check]:
     """
     return [Check("job ran", "error" not in reply, str(reply.get("error", "ok")))] + counts(
         {"rows": int(reply.get("rows", -1)), "nonnull": int(reply.get("nonnull", -1))}, expected_rows)
+
+
+def columns_arrived(got: Sequence[str], wide: Sequence[str], output: str) -> Check:
+    """Pass-through workload: every column of the wide table, and the output, reached the sink.
+
+    Examples
+    --------
+    >>> columns_arrived(["id", "d000", "tensor"], ["id", "d000"], "tensor").passed
+    True
+    >>> columns_arrived(["id", "tensor"], ["id", "d000"], "tensor").detail
+    "missing ['d000']; 2 columns"
+    """
+    missing = [name for name in [*wide, output] if name not in got]
+    return Check("every wide column in the sink", not missing,
+                 f"missing {missing}; {len(got)} columns" if missing else f"{len(got)} columns")
+
+
+def wide_values(got: Mapping[str, Sequence[Any]], want: Mapping[str, Sequence[Any]]) -> Check:
+    """Pass-through workload: the wide columns' values in the sink equal the input's (rows by id).
+
+    Examples
+    --------
+    >>> wide_values({"id": [1, 0], "x": [2.5, 1.0]}, {"id": [0, 1], "x": [1.0, 2.5]}).passed
+    True
+    >>> wide_values({"id": [0], "x": [9.0]}, {"id": [0], "x": [1.0]}).detail
+    "1 rows; differing columns ['x']"
+    """
+    got_order = np.argsort(np.asarray(got["id"]), kind="stable")
+    want_order = np.argsort(np.asarray(want["id"]), kind="stable")
+    rows_match = len(got_order) == len(want_order)
+    differing = [name for name in want if name not in got or not rows_match or
+                 [got[name][i] for i in got_order] != [want[name][i] for i in want_order]]
+    return Check("wide column values = input", rows_match and not differing,
+                 f"{len(got_order)} rows" + (f"; differing columns {differing}" if differing else "")
+                 + ("" if rows_match else f", expected {len(want_order)}"))

@@ -135,9 +135,12 @@ class Ceiling:
     """
 
     def __init__(self, height: int, width: int, threads: int = CEILING_THREADS, reduced: bool = True,
-                 fast_png: bool | None = None) -> None:
+                 fast_png: bool | None = None, decoder: str = "pillow") -> None:
         self.height = height
         self.width = width
+        #: "auto": RGB/gray JPEGs through OpenCV (reduced decode, INTER_AREA), as the featurizer's
+        #: decoder="auto" does, in the recipe of benchmarks.bench_decode (written without the library).
+        self.decoder = decoder
         self.threads = threads
         self.reduced = reduced
         #: Decode plain PNGs with libspng, as the featurizer does when ``pyspng`` is installed.
@@ -166,6 +169,13 @@ class Ceiling:
 
         def one(index: int) -> None:
             data = self._fetch(sources[index])
+            if self.decoder == "auto" and self.height == self.width and data[:3] == b"\xff\xd8\xff":
+                # RGB/gray JPEGs through OpenCV; PNGs and everything else below, as decoder="auto" does
+                from .bench_decode import OPENCV_MARGIN, cv2_decode_resize, has_alpha_or_is_unusual
+
+                if not has_alpha_or_is_unusual(data)[0]:
+                    np.multiply(cv2_decode_resize(data, self.height, OPENCV_MARGIN), scale, out=out[index])
+                    return
             plain_png = _png.decode_plain_png(data, max_pixels=2**40) if self.fast_png else None
             with plain_png or Image.open(io.BytesIO(data)) as image:
                 if self.reduced and image.format == "JPEG":

@@ -15,6 +15,13 @@ featurizer among many pass-through columns.
 JPEGs: a few distinct files behind one hard link per row, so every row has its
 own path (no de-duplication) while the disk holds only the distinct files.
 
+:func:`build_photo_corpus` writes ``rows`` rows of large photos like phone and
+product shots: ``distinct`` JPEGs of 2-12 megapixels (log-uniform), in the
+aspect ratios cameras and shops use (4:3, 3:2, 16:9, 1:1, portrait 3:4), each a
+random crop of a sample photo upscaled with sensor-like noise and encoded at
+quality 85-95 (a fifth progressive), so their file sizes (about 0.2-0.45 bytes per
+pixel) are those of real camera JPEGs; rows hard-link them like the big corpus.
+
 Both are cached under a directory named by a hash of their parameters, built
 in a temporary directory and renamed into place, so concurrent runs never see a
 half-written corpus. The same parameters give the same pixels (for a given
@@ -84,6 +91,26 @@ class BigCorpusSpec:
 
     def key(self) -> str:
         return _key("big", asdict(self))
+
+
+@dataclass(frozen=True)
+class PhotoCorpusSpec:
+    """Parameters of the large-photo corpus (2-12 MP JPEGs of several aspect ratios)."""
+
+    rows: int = 400
+    distinct: int = 40
+    min_megapixels: float = 2.0
+    max_megapixels: float = 12.0
+    seed: int = 13
+    parts: int = 4
+    extra_columns: int = 200
+
+    def key(self) -> str:
+        return _key("photos", asdict(self))
+
+
+#: Width / height of the photo corpus's shots: phone landscape and portrait, DSLR, video still, product square.
+PHOTO_ASPECTS = (4 / 3, 3 / 4, 3 / 2, 16 / 9, 1.0)
 
 
 @dataclass(frozen=True)
@@ -321,6 +348,64 @@ def build_big_corpus(spec: BigCorpusSpec = BigCorpusSpec(), cache_dir: Path = DE
             image.save(tmp / name, "JPEG", quality=quality)
             sources.append(ImageInfo(id=index, file=name, kind="jpeg_rgb", mode="RGB", width=spec.width,
                                      height=spec.height, label=label, quality=quality, progressive=False))
+        rows: list[ImageInfo] = []
+        for row in range(spec.rows):
+            source = sources[row % spec.distinct]
+            name = f"rows/{row:06d}.jpg"
+            os.link(tmp / source.file, tmp / name)
+            rows.append(ImageInfo(**{**asdict(source), "id": row, "file": name}))
+        write_wide_table(
+            tmp / "table", ids=[r.id for r in rows], paths=[str(final / r.file) for r in rows],
+            urls=["/" + r.file for r in rows], labels=[r.label for r in rows],
+            parts=spec.parts, extra_columns=spec.extra_columns, seed=spec.seed,
+        )
+        return {"spec": asdict(spec), "version": GENERATOR_VERSION, "pillow": Image.__version__,
+                "digest": _digest(tmp, [s.file for s in sources]), "images": [asdict(r) for r in rows]}
+
+    return _load(_build_cached(Path(cache_dir), spec.key(), build))
+
+
+def _large_photo(photo: np.ndarray, rng: np.random.Generator, megapixels: float) -> Image.Image:
+    """A random crop of ``photo`` upscaled to about ``megapixels`` with sensor-like noise."""
+    aspect = PHOTO_ASPECTS[int(rng.integers(len(PHOTO_ASPECTS)))]
+    width = int(round(math.sqrt(megapixels * 1e6 * aspect)))
+    height = int(round(width / aspect))
+    photo_h, photo_w = photo.shape[:2]
+    # The largest crop of the photo's own size with the shot's aspect, shrunk by up to a half.
+    crop_w, crop_h = (photo_w, photo_w / aspect) if photo_w / aspect <= photo_h else (photo_h * aspect, photo_h)
+    shrink = rng.uniform(0.5, 1.0)
+    crop_w, crop_h = max(8, int(crop_w * shrink)), max(8, int(crop_h * shrink))
+    x0 = int(rng.integers(0, photo_w - crop_w + 1))
+    y0 = int(rng.integers(0, photo_h - crop_h + 1))
+    image = Image.fromarray(photo[y0:y0 + crop_h, x0:x0 + crop_w]).resize((width, height), Image.Resampling.BICUBIC)
+    noise = rng.normal(0, rng.uniform(5.0, 9.0), (height, width, 3)).astype(np.float32)
+    noisy = np.asarray(image, dtype=np.float32) + noise
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def build_photo_corpus(spec: PhotoCorpusSpec = PhotoCorpusSpec(), cache_dir: Path = DEFAULT_CACHE_DIR,
+                       threads: int | None = None) -> Corpus:
+    """Build (or reuse) ``spec.rows`` rows of ``spec.distinct`` large photo JPEGs (see the module doc)."""
+
+    def build(tmp: Path, final: Path) -> dict[str, Any]:
+        photos = sample_photos()
+        (tmp / "src").mkdir()
+        (tmp / "rows").mkdir()
+
+        def make(index: int) -> ImageInfo:
+            rng = np.random.default_rng([spec.seed, index])
+            label = int(rng.integers(len(photos)))
+            megapixels = math.exp(rng.uniform(math.log(spec.min_megapixels), math.log(spec.max_megapixels)))
+            image = _large_photo(photos[label], rng, megapixels)
+            quality = int(rng.integers(85, 96))
+            progressive = bool(rng.random() < 0.2)
+            name = f"src/{index:03d}.jpg"
+            image.save(tmp / name, "JPEG", quality=quality, progressive=progressive)
+            return ImageInfo(id=index, file=name, kind="jpeg_rgb", mode="RGB", width=image.width,
+                             height=image.height, label=label, quality=quality, progressive=progressive)
+
+        with ThreadPoolExecutor(threads or os.cpu_count() or 2) as pool:
+            sources = list(pool.map(make, range(spec.distinct)))
         rows: list[ImageInfo] = []
         for row in range(spec.rows):
             source = sources[row % spec.distinct]

@@ -6,8 +6,13 @@ on stdout. A job reads the benchmark's Parquet table and does download -> decode
 -> resize -> tensor -> float32 matrix (``pixels / 255``), rows in id order::
 
     {"table": "...", "column": "path" | "url", "prefix": "http://127.0.0.1:PORT",
-     "size": 32, "rows": 2000, "out": "/tmp/x.npy" | null}
-    -> {"rows": 2000, "nonnull": 2000, "lo": 0.0, "hi": 1.0}
+     "size": 32, "rows": 2000, "out": "/tmp/x.npy" | null, "keep": "features" | "all"}
+    -> {"rows": 2000, "nonnull": 2000, "lo": 0.0, "hi": 1.0, "columns": ["id", "tensor"]}
+
+``keep="features"`` (the pruned workload) materialises only ``id`` and the tensor;
+``keep="all"`` (the pass-through workload) keeps every column of the wide table
+next to the tensor, as ``featurizer.transform(df)`` does; ``columns`` names what
+was materialised.
 
 ``out`` saves the matrix (NaN rows for failed images) for the correctness checks. This
 file imports only Daft, numpy and pyarrow: it must run without the project installed.
@@ -30,7 +35,10 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     df = daft.read_parquet(job["table"]).where(col("id") < int(job["rows"]))
     source = col("path") if job["column"] == "path" else lit(job.get("prefix", "")) + col("url")
     image = resize(decode_image(download(source, on_error="null"), on_error="null", mode="RGB"), size, size)
-    table = df.select(col("id"), image_to_tensor(image).alias("tensor")).to_arrow()
+    if job.get("keep", "features") == "all":
+        table = df.with_column("tensor", image_to_tensor(image)).to_arrow()
+    else:
+        table = df.select(col("id"), image_to_tensor(image).alias("tensor")).to_arrow()
     ids = table.column("id").to_numpy()
     tensors = table.column("tensor").combine_chunks()
     storage = tensors.storage if hasattr(tensors, "storage") else tensors
@@ -44,7 +52,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         np.save(job["out"], matrix)
     good = matrix[valid[np.argsort(ids, kind="stable")]]
     return {"rows": int(len(ids)), "nonnull": int(valid.sum()),
-            "lo": float(good.min()) if good.size else None, "hi": float(good.max()) if good.size else None}
+            "lo": float(good.min()) if good.size else None, "hi": float(good.max()) if good.size else None,
+            "columns": table.column_names}
 
 
 def main() -> None:

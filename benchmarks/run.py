@@ -3,7 +3,18 @@
 Every scenario runs its contenders side by side in one Spark session,
 interleaved repeat by repeat (so background load hits them alike), on the same
 wide Parquet table, with the sink ``df.write.format("noop")`` forcing full
-evaluation. Each run reports wall time, CPU time of the whole process tree
+evaluation, under two workloads (``--workloads``):
+
+* ``pruned``: the features consumed alone (``select("id", features)``), so Spark
+  prunes the Parquet scan to the id and image columns and Daft selects only the
+  id and its tensor;
+* ``wide`` (pass-through): ``featurizer.transform(wide_df)`` with every column of
+  the table written to the sink next to the features; the row UDF, the floor and
+  Daft keep every column too. A pre-run check writes a subset to Parquet and
+  checks that every wide column arrived with its input values.
+
+The no-Spark ceiling reads no table, so it runs once per scenario and appears in
+both tables. Each run reports wall time, CPU time of the whole process tree
 (driver Python + JVM + Python workers) and peak RSS of the Python workers, and
 every run is checked for correctness (see :mod:`benchmarks.checks`); the exit
 status is 1 if any check fails. ``--smoke`` is a quick correctness-only pass
@@ -26,7 +37,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +50,10 @@ from .corpus import (
     BigCorpusSpec,
     Corpus,
     CorpusSpec,
+    PhotoCorpusSpec,
     build_big_corpus,
     build_corpus,
+    build_photo_corpus,
 )
 from .measure import POOL_ENV, ROLES, Measurement, ProcessTree, Sample
 
@@ -49,6 +62,9 @@ DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 ROW_UDF, FEATURIZER, CEILING, FLOOR = "row_udf", "featurizer", "ceiling", "pass_through"
 FEATURIZER_UINT8, DAFT = "featurizer_uint8", "daft"
+PRUNED, WIDE = "pruned", "wide"
+WORKLOAD_TITLES = {PRUNED: "pruned workload: features consumed alone (scan pruned to id + image column)",
+                   WIDE: "pass-through workload: transform(wide_df), every column written to the sink"}
 LABELS = {ROW_UDF: "row-at-a-time UDF", FEATURIZER: "ImageUrlFeaturizer", CEILING: "no-Spark ceiling",
           FLOOR: "pass-through floor", FEATURIZER_UINT8: 'ImageUrlFeaturizer, outputFormat="uint8"',
           DAFT: "Daft"}
@@ -87,7 +103,7 @@ class Scenario:
 
     name: str
     title: str
-    corpus: str  # "main" or "big"
+    corpus: str  # "main", "big" or "photos"
     source: str  # "path" or "url"
     size: int
     contenders: tuple[str, ...]
@@ -96,6 +112,7 @@ class Scenario:
     latencies_ms: tuple[float, ...] = ()
     repeats: int | None = None  # None: the run's --repeats
     max_images: int | None = None  # None: every row of the corpus; else ids below it
+    workloads: tuple[str, ...] = (PRUNED, WIDE)
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -108,8 +125,13 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         Scenario("local_224", "local files -> 224x224x3", "main", "path", 224,
                  (ROW_UDF, FEATURIZER, FEATURIZER_UINT8) + daft + (CEILING, FLOOR), max_images=args.images_224),
         Scenario("big_224", f"{args.big_width}x{args.big_height} JPEGs, local -> 224x224x3", "big", "path", 224,
-                 (FEATURIZER,), repeats=1),
+                 (FEATURIZER,), repeats=1, workloads=(PRUNED,)),
+        # The row UDF decodes a 2-12 MP photo at full size (about 10x the featurizer's CPU): left out for time.
+        Scenario("photos_224", "large photos (2-12 MP JPEGs), local -> 224x224x3", "photos", "path", 224,
+                 (FEATURIZER, FEATURIZER_UINT8) + daft + (CEILING, FLOOR)),
     ]
+    workloads = tuple(w for w in (PRUNED, WIDE) if w in args.workloads.split(","))
+    defined = [replace(s, workloads=tuple(w for w in s.workloads if w in workloads)) for s in defined]
     if args.scenarios:
         wanted = set(args.scenarios.split(","))
         unknown = wanted - {s.name for s in defined}
@@ -126,14 +148,15 @@ class ContenderResult:
     contender: str
     images: int
     latency_ms: float | None = None
+    workload: str = PRUNED
     samples: list[Sample] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        """``contender``, or ``contender@<latency>ms`` for URL sources."""
-        return self.contender if self.latency_ms is None else f"{self.contender}@{self.latency_ms:g}ms"
+        """``contender``, ``contender@<latency>ms`` for URL sources; ``:wide`` appended for the pass-through workload."""
+        return _key(self.contender, self.latency_ms, self.workload)
 
     def images_per_s(self) -> float:
         return statistics.median(self.images / s.wall_s for s in self.samples)
@@ -153,7 +176,8 @@ class ContenderResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "contender": self.contender, "latency_ms": self.latency_ms, "images": self.images,
+            "contender": self.contender, "latency_ms": self.latency_ms, "workload": self.workload,
+            "images": self.images,
             "images_per_s_median": self.images_per_s(),
             "cpu_ms_per_image_median": self.cpu_ms_per_image(),
             "cpu_ms_per_image_by_role_median": {r: self.cpu_ms_per_image(r) for r in ROLES},
@@ -163,8 +187,12 @@ class ContenderResult:
         }
 
 
+_STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """``message`` on stderr, after the seconds since the run started."""
+    print(f"[{time.monotonic() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def start_spark(app: str, extra_conf: dict[str, str] | None = None):
@@ -333,14 +361,16 @@ class Bench:
             if latency is None:
                 return [str(corpus.path(i)) for i in range(n)]
             return [base_urls[latency] + corpus.url_path(i) for i in range(n)]
-        ids = sample_ids(corpus, n, per_kind=2, spread=8) if scenario.corpus == "main" else \
-            sample_ids(corpus, n, per_kind=0, spread=4)
+        ids = sample_ids(corpus, n, per_kind=2 if scenario.corpus == "main" else 0,
+                         spread=4 if scenario.corpus == "big" else 8)
         rgba_free = [i for i in ids if corpus.images[i].mode != "RGBA"]
         full_refs = self.references(corpus, ids, size, reduced=False)
         vector_size = size * size * 3
 
         stage = c.featurizer("_source", size, size, **self.args.featurizer_params)
         reduced = c.uses_reduced_decode(stage)
+        # The ceiling decodes like the featurizer: OpenCV for plain images when it runs decoder="auto".
+        decoder = str(stage.getOrDefault("decoder")) if stage.hasParam("decoder") else "pillow"
         def frame(result: ContenderResult):
             # A UDF captures the driver's worker environment when it is built: a pool
             # of Python workers of its own for each contender (see benchmarks.measure).
@@ -349,21 +379,46 @@ class Bench:
             self.tree.pool = pool
             source = source_col(result.latency_ms)
             if result.contender == ROW_UDF:
-                return c.spark_row_udf(df, source, size, size, use_arrow=self.args.row_udf_arrow)
-            if result.contender == FEATURIZER:
-                return c.spark_featurizer(df, source, size, size, **self.args.featurizer_params)
-            if result.contender == FEATURIZER_UINT8:
+                out = c.spark_row_udf(df, source, size, size, use_arrow=self.args.row_udf_arrow)
+            elif result.contender == FEATURIZER:
+                out = c.spark_featurizer(df, source, size, size, **self.args.featurizer_params)
+            elif result.contender == FEATURIZER_UINT8:
                 params = {**self.args.featurizer_params, "outputFormat": "uint8"}
-                return c.spark_featurizer(df, source, size, size, **params)
-            return c.pass_through(df, source)
+                out = c.spark_featurizer(df, source, size, size, **params)
+            else:
+                out = c.pass_through(df, source)
+            if result.workload == WIDE:
+                return out
+            # Pruned: the features consumed alone (the featurizer's reason column kept for the error count).
+            return out.select("id", "features", *(["error"] if "error" in out.columns else []))
 
-        def daft_job(latency: float | None, out: str | None = None) -> dict[str, Any]:
+        def daft_job(latency: float | None, workload: str, out: str | None = None) -> dict[str, Any]:
             return {"table": str(corpus.table), "column": "path" if latency is None else "url",
-                    "prefix": "" if latency is None else base_urls[latency], "size": size, "rows": n, "out": out}
+                    "prefix": "" if latency is None else base_urls[latency], "size": size, "rows": n, "out": out,
+                    "keep": "all" if workload == WIDE else "features"}
+
+        wide_columns = list(df.columns)
+        modulus = SUBSET_MODULUS if n >= 20 * SUBSET_MODULUS else 1
+        wide_subset: dict[str, list[Any]] | None = None
+
+        def wide_checks(result: ContenderResult) -> list[Check]:
+            """Every wide column of a subset written to Parquet, with the input's values."""
+            nonlocal wide_subset
+            import pyarrow.parquet as pq
+
+            if wide_subset is None:
+                wide_subset = df.where(F.col("id") % modulus == 0).toPandas().to_dict("list")
+            with tempfile.TemporaryDirectory() as scratch:
+                frame(result).where(F.col("id") % modulus == 0).write.parquet(f"{scratch}/out")
+                table = pq.read_table(f"{scratch}/out")
+            got = {name: table.column(name).to_pylist() for name in wide_columns if name in table.column_names}
+            return [checks.columns_arrived(table.column_names, wide_columns, "features"),
+                    checks.wide_values(got, wide_subset)]
 
         notes: dict[str, dict[str, Any]] = {
             FEATURIZER: {"params": c.stage_params(stage), "reduced_decode": reduced},
-            CEILING: {"threads": c.CEILING_THREADS, "draft_margin": c.DRAFT_MARGIN, "libspng_png": c._png.available()},
+            CEILING: {"threads": c.CEILING_THREADS, "draft_margin": c.DRAFT_MARGIN, "libspng_png": c._png.available(),
+                      "decoder": decoder},
             ROW_UDF: {"useArrow": self.args.row_udf_arrow,
                       "spark_default": _conf_value(self.spark, "spark.sql.execution.pythonUDF.arrow.enabled")},
             FLOOR: {},
@@ -372,8 +427,15 @@ class Bench:
                    "pipeline": "download -> decode_image(RGB) -> resize -> image_to_tensor -> float32 / 255"},
         }
         latencies: tuple[float | None, ...] = scenario.latencies_ms or (None,)
-        results = {r.key: r for r in (ContenderResult(name, n, latency, notes=dict(notes[name]))
-                                      for latency in latencies for name in scenario.contenders)}
+        # The ceiling reads no table: it runs once, under the first workload, and is shown in both tables.
+        # The row UDF runs only in the pass-through workload: pruned to select("id", "features"), Spark 4.1's
+        # Arrow-optimized Python UDF fails on its VectorUDT result ([UNSUPPORTED_DATATYPE] in
+        # RowToColumnConverter), and no target of the pruned workload involves it.
+        results = {r.key: r for r in (ContenderResult(name, n, latency, workload, notes=dict(notes[name]))
+                                      for workload in scenario.workloads for latency in latencies
+                                      for name in scenario.contenders
+                                      if (name != CEILING or workload == scenario.workloads[0])
+                                      and (name, workload) != (ROW_UDF, PRUNED))}
 
         # Correctness first, on sampled rows and on every SUBSET_MODULUS-th row: this also
         # warms up the Python workers and the JVM's JIT before anything is timed.
@@ -381,20 +443,25 @@ class Bench:
         for key, result in results.items():
             name = result.contender
             if name == FLOOR:
+                if result.workload == WIDE:
+                    result.checks += wide_checks(result)
+                    log(f"  {scenario.name} {key}: pre-run checks "
+                        f"{'passed' if result.passed() else 'FAILED: ' + '; '.join(x.detail for x in result.checks)}")
                 continue
             if name == CEILING:
-                matrix = c.Ceiling(size, size).run([sources(result.latency_ms)[i] for i in ids])
+                matrix = c.Ceiling(size, size, decoder=decoder).run([sources(result.latency_ms)[i] for i in ids])
                 got = {i: matrix[k] for k, i in enumerate(ids)}
-                result.checks += [
-                    checks.compare("= Pillow, same reduced decode", got,
-                                   self.references(corpus, ids, size, reduced=True), exact=True),
-                    checks.compare("~ Pillow full decode", got, full_refs, exact=False),
-                ]
+                if decoder == "pillow":
+                    result.checks.append(checks.compare("= Pillow, same reduced decode", got,
+                                                        self.references(corpus, ids, size, reduced=True), exact=True))
+                result.checks.append(checks.compare("~ Pillow full decode", got, full_refs, exact=False))
             elif name == DAFT:
                 with tempfile.TemporaryDirectory() as scratch:
                     out = str(Path(scratch) / "daft.npy")
-                    reply = self.daft.run(daft_job(result.latency_ms, out))
+                    reply = self.daft.run(daft_job(result.latency_ms, result.workload, out))
                     result.checks += checks.job_reply(reply, n)
+                    if result.workload == WIDE:
+                        result.checks.append(checks.columns_arrived(reply.get("columns", []), wide_columns, "tensor"))
                     matrix = np.load(out) if "error" not in reply else np.zeros((0, vector_size))
                 got = {i: matrix[i].astype(np.float64) for i in ids
                        if i < len(matrix) and not np.isnan(matrix[i]).any()}
@@ -422,6 +489,8 @@ class Bench:
                     result.checks.append(checks.compare(
                         "~ Pillow full decode" if reduced else "= Pillow",
                         got, {i: full_refs[i] for i in rgba_free}, exact=not reduced))
+                if result.workload == WIDE:
+                    result.checks += wide_checks(result)
             failed = "; ".join(x.detail for x in result.checks if not x.passed)
             log(f"  {scenario.name} {key}: pre-run checks {'FAILED: ' + failed if failed else 'passed'}")
 
@@ -430,7 +499,7 @@ class Bench:
             for key, result in results.items():
                 name = result.contender
                 if name == CEILING:
-                    ceiling, inputs = c.Ceiling(size, size), sources(result.latency_ms)
+                    ceiling, inputs = c.Ceiling(size, size, decoder=decoder), sources(result.latency_ms)
                     self.tree.pool = f"{scenario.name}/{key}"  # no Spark workers: reads 0
                     with Measurement(self.tree) as measurement:
                         matrix = ceiling.run(inputs)
@@ -441,7 +510,7 @@ class Bench:
                 elif name == DAFT:
                     self.tree.pool = f"{scenario.name}/{key}"  # no Spark workers: reads 0
                     with Measurement(self.tree) as measurement:
-                        reply = self.daft.run(daft_job(result.latency_ms))
+                        reply = self.daft.run(daft_job(result.latency_ms, result.workload))
                     sample = measurement.sample
                     result.checks += checks.job_reply(reply, n)
                 else:
@@ -454,7 +523,8 @@ class Bench:
                 log(f"  {scenario.name} {key} run {repeat + 1}/{repeats}: {n} images in {sample.wall_s:.1f} s, "
                     f"CPU {sample.cpu_total_s:.1f} s, {n / sample.wall_s:.0f} img/s")
         return {"scenario": scenario.name, "title": scenario.title, "images": n, "size": [size, size, 3],
-                "source": scenario.source, "latencies_ms": list(scenario.latencies_ms), "corpus": corpus.describe(),
+                "source": scenario.source, "latencies_ms": list(scenario.latencies_ms),
+                "workloads": list(scenario.workloads), "corpus": corpus.describe(),
                 "sample_ids": ids, "partitions": df.rdd.getNumPartitions(),
                 "contenders": {key: r.as_dict() for key, r in results.items()}, "_results": results}
 
@@ -464,12 +534,20 @@ class Bench:
 
         args = self.args
         chosen = scenarios(args)
-        log(f"building or loading the corpus under {args.corpus_dir} ...")
-        corpus = build_corpus(CorpusSpec(images=args.images), args.corpus_dir)
-        big = None
+        corpus = big = photos = None
+        if any(s.corpus == "main" for s in chosen):
+            log(f"building or loading the corpus under {args.corpus_dir} ...")
+            corpus = build_corpus(CorpusSpec(images=args.images), args.corpus_dir)
         if any(s.corpus == "big" for s in chosen):
             big = build_big_corpus(BigCorpusSpec(rows=args.big_rows, distinct=min(8, args.big_rows),
                                                  width=args.big_width, height=args.big_height), args.corpus_dir)
+        if any(s.corpus == "photos" for s in chosen):
+            log(f"building or loading the large-photo corpus under {args.corpus_dir} ...")
+            photos = build_photo_corpus(PhotoCorpusSpec(rows=args.photo_rows, distinct=min(args.photo_distinct,
+                                                                                              args.photo_rows),
+                                                        min_megapixels=args.photo_megapixels[0],
+                                                        max_megapixels=args.photo_megapixels[1]),
+                                        args.corpus_dir)
         load_start = os.getloadavg()
         started = time.time()
         daft_needed = any(DAFT in s.contenders for s in chosen)
@@ -483,7 +561,7 @@ class Bench:
             conf = {key: _conf_value(self.spark, key) for key in REPORTED_CONF}
             for scenario in chosen:
                 log(f"scenario {scenario.name}: {scenario.title}")
-                data = big if scenario.corpus == "big" else corpus
+                data = {"main": corpus, "big": big, "photos": photos}[scenario.corpus]
                 assert data is not None
                 with contextlib.ExitStack() as servers:
                     base_urls: dict[float, str] = {}
@@ -506,82 +584,113 @@ class Bench:
 
 
 # -- report ---------------------------------------------------------------------------
+def _http(results: dict[str, Any]) -> float | None:
+    return _latency(results)
+
+
+#: (label, function of results -> value or None, goal text, predicate or None for context rows).
+#: The goals are issue 20's; "{lat}" is the slow HTTP scenario's latency.
 TARGETS = (
-    # (label, function of results -> value or None, goal text, predicate or None for context rows)
-    ("local 32x32: featurizer / Daft throughput",
-     lambda r: _ratio(r, "local_32", FEATURIZER, DAFT), ">= 1", lambda v: v >= 1),
-    ("HTTP 0 ms 32x32: featurizer / Daft throughput",
-     lambda r: _ratio(r, "http_32", _at(FEATURIZER, 0.0), _at(DAFT, 0.0)), ">= 1", lambda v: v >= 1),
-    ("HTTP {lat} ms 32x32: featurizer / Daft throughput",
-     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(DAFT, _latency(r))), ">= 1",
-     lambda v: v >= 1),
-    ("local 224x224: featurizer / Daft throughput",
-     lambda r: _ratio(r, "local_224", FEATURIZER, DAFT), ">= 1", lambda v: v >= 1),
-    ('local 224x224: featurizer outputFormat="uint8" / Daft throughput',
-     lambda r: _ratio(r, "local_224", FEATURIZER_UINT8, DAFT), ">= 1.3", lambda v: v >= 1.3),
-    ("local 224x224: featurizer (Vector) / row UDF throughput",
-     lambda r: _ratio(r, "local_224", FEATURIZER, ROW_UDF), ">= 6x", lambda v: v >= 6),
-    ("local 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
-     lambda r: _cpu_vs_ceiling_floor(r, "local_32"), "<= 1.15", lambda v: v <= 1.15),
-    ("HTTP 0 ms 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
-     lambda r: _cpu_vs_ceiling_floor(r, "http_32", 0.0), "<= 1.15", lambda v: v <= 1.15),
-    ("HTTP {lat} ms 32x32: featurizer CPU/img / (ceiling + floor CPU/img)",
-     lambda r: _cpu_vs_ceiling_floor(r, "http_32", _latency(r)), "<= 1.15", lambda v: v <= 1.15),
-    ("local 224x224: featurizer CPU/img / (ceiling + floor CPU/img)",
-     lambda r: _cpu_vs_ceiling_floor(r, "local_224"), "<= 1.15", lambda v: v <= 1.15),
-    ('local 224x224: featurizer "uint8" CPU/img / (ceiling + floor CPU/img)',
-     lambda r: _cpu_vs_ceiling_floor(r, "local_224", contender=FEATURIZER_UINT8), "<= 1.15", lambda v: v <= 1.15),
-    ("HTTP 32x32: featurizer throughput at {lat} ms / at 0 ms",
-     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(FEATURIZER, 0.0)), ">= 0.9",
-     lambda v: v >= 0.9),
-    ("local 32x32: featurizer / row UDF throughput",
-     lambda r: _ratio(r, "local_32", FEATURIZER, ROW_UDF), ">= 1.6x", lambda v: v >= 1.6),
-    ("HTTP {lat} ms 32x32: featurizer / row UDF throughput",
-     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _latency(r)), _at(ROW_UDF, _latency(r))), ">= 5x",
-     lambda v: v >= 5),
+    # pass-through workload (every column to the sink)
+    ("wide: local 32x32: featurizer (Vector) / Daft throughput",
+     lambda r: _ratio(r, "local_32", FEATURIZER, DAFT, WIDE), ">= 1.0", lambda v: v >= 1.0),
+    ("wide: HTTP 0 ms 32x32: featurizer (Vector) / Daft throughput",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, 0.0), _at(DAFT, 0.0), WIDE), ">= 1.0", lambda v: v >= 1.0),
+    ("wide: HTTP {lat} ms 32x32: featurizer (Vector) / Daft throughput",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _http(r)), _at(DAFT, _http(r)), WIDE), ">= 1.0",
+     lambda v: v >= 1.0),
+    ('wide: local 224x224: featurizer "uint8" / Daft throughput',
+     lambda r: _ratio(r, "local_224", FEATURIZER_UINT8, DAFT, WIDE), ">= 1.2", lambda v: v >= 1.2),
+    ("wide: local 224x224: featurizer (Vector) / Daft throughput",
+     lambda r: _ratio(r, "local_224", FEATURIZER, DAFT, WIDE), ">= 0.8", lambda v: v >= 0.8),
+    ('wide: large photos 224x224: featurizer "uint8" / Daft throughput',
+     lambda r: _ratio(r, "photos_224", FEATURIZER_UINT8, DAFT, WIDE), "context", None),
+    # pruned workload (features alone)
+    ("pruned: local 32x32: featurizer / Daft throughput",
+     lambda r: _ratio(r, "local_32", FEATURIZER, DAFT), ">= 1.5", lambda v: v >= 1.5),
+    ("pruned: HTTP 0 ms 32x32: featurizer / Daft throughput",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, 0.0), _at(DAFT, 0.0)), ">= 1.5", lambda v: v >= 1.5),
+    ("pruned: HTTP {lat} ms 32x32: featurizer / Daft throughput",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _http(r)), _at(DAFT, _http(r))), ">= 1.5",
+     lambda v: v >= 1.5),
+    ("pruned: local 224x224: featurizer (Vector) / Daft throughput",
+     lambda r: _ratio(r, "local_224", FEATURIZER, DAFT), ">= 1.5", lambda v: v >= 1.5),
+    ('pruned: local 224x224: featurizer "uint8" / Daft throughput',
+     lambda r: _ratio(r, "local_224", FEATURIZER_UINT8, DAFT), ">= 1.5", lambda v: v >= 1.5),
+    ("pruned: large photos 224x224: featurizer (Vector) / Daft throughput",
+     lambda r: _ratio(r, "photos_224", FEATURIZER, DAFT), ">= 2", lambda v: v >= 2),
+    ('pruned: large photos 224x224: featurizer "uint8" / Daft throughput',
+     lambda r: _ratio(r, "photos_224", FEATURIZER_UINT8, DAFT), ">= 2", lambda v: v >= 2),
+    # latency hiding
+    ("pruned: HTTP 32x32: featurizer throughput at {lat} ms / at 0 ms",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _http(r)), _at(FEATURIZER, 0.0)), ">= 0.95",
+     lambda v: v >= 0.95),
+    ("wide: HTTP 32x32: featurizer throughput at {lat} ms / at 0 ms",
+     lambda r: _ratio(r, "http_32", _at(FEATURIZER, _http(r)), _at(FEATURIZER, 0.0), WIDE), ">= 0.95",
+     lambda v: v >= 0.95),
+    # CPU against the no-Spark ceiling plus the Spark floor of the same workload
+    *((f"{w}: {title}: featurizer{' ' + repr(fmt) if fmt else ''} CPU/img / (ceiling + floor CPU/img)",
+       (lambda r, sc=sc, lat=lat, w=w, who=who: _cpu_vs_ceiling_floor(r, sc, _lat(r, lat), who, w)),
+       "<= 1.15", lambda v: v <= 1.15)
+      for w in (PRUNED, WIDE)
+      for sc, lat, title, who, fmt in (
+          ("local_32", None, "local 32x32", FEATURIZER, ""),
+          ("http_32", 0.0, "HTTP 0 ms 32x32", FEATURIZER, ""),
+          ("http_32", "slow", "HTTP {lat} ms 32x32", FEATURIZER, ""),
+          ("local_224", None, "local 224x224", FEATURIZER, ""),
+          ("local_224", None, "local 224x224", FEATURIZER_UINT8, "uint8"),
+          ("photos_224", None, "large photos 224x224", FEATURIZER_UINT8, "uint8"))),
     ("Python worker peak RSS (GB), worst featurizer run of every scenario",
      lambda r: _worst_rss_gb(r), "<= 1.5", lambda v: v <= 1.5),
-    ("large JPEGs 224x224: featurizer Python worker peak RSS (GB)",
-     lambda r: _rss_gb(r, "big_224"), "<= 1.5", lambda v: v <= 1.5),
-    # Context: what the throughput ratios would be if every contender were CPU-bound on
-    # the same cores, and the most any Spark method could reach (the ceiling).
-    ("local 32x32: Daft CPU/img / featurizer CPU/img",
-     lambda r: _cpu_ratio(r, "local_32", DAFT, FEATURIZER), "context", None),
-    ("local 224x224: Daft CPU/img / featurizer CPU/img",
+    # Context: the row UDF, and CPU ratios (what throughput would be if every contender were CPU-bound).
+    ("wide: local 224x224: featurizer (Vector) / row UDF throughput",
+     lambda r: _ratio(r, "local_224", FEATURIZER, ROW_UDF, WIDE), "context", None),
+    ("wide: local 32x32: Daft CPU/img / featurizer CPU/img",
+     lambda r: _cpu_ratio(r, "local_32", DAFT, FEATURIZER, WIDE), "context", None),
+    ('wide: local 224x224: Daft CPU/img / featurizer "uint8" CPU/img',
+     lambda r: _cpu_ratio(r, "local_224", DAFT, FEATURIZER_UINT8, WIDE), "context", None),
+    ("pruned: local 224x224: Daft CPU/img / featurizer CPU/img",
      lambda r: _cpu_ratio(r, "local_224", DAFT, FEATURIZER), "context", None),
-    ('local 224x224: Daft CPU/img / featurizer "uint8" CPU/img',
-     lambda r: _cpu_ratio(r, "local_224", DAFT, FEATURIZER_UINT8), "context", None),
-    ("local 224x224: row UDF CPU/img / featurizer CPU/img",
-     lambda r: _cpu_ratio(r, "local_224", ROW_UDF, FEATURIZER), "context", None),
-    ("local 224x224: featurizer CPU/img / ceiling CPU/img",
-     lambda r: _cpu_ratio(r, "local_224", FEATURIZER, CEILING), "context", None),
 )
 
 
-def _get(results: dict[str, Any], scenario: str | None, contender: str) -> ContenderResult | None:
+def _lat(results: dict[str, Any], latency: float | str | None) -> float | None:
+    return _latency(results) if latency == "slow" else latency  # type: ignore[return-value]
+
+
+def _key(contender: str, latency: float | None, workload: str = PRUNED) -> str:
+    return _at(contender, latency) + (":wide" if workload == WIDE else "")
+
+
+def _get(results: dict[str, Any], scenario: str | None, contender: str,
+         workload: str = PRUNED) -> ContenderResult | None:
     if scenario is None or scenario not in results:
         return None
-    return results[scenario]["_results"].get(contender)
+    found = results[scenario]["_results"]
+    if contender.split("@")[0] == CEILING:  # run once per scenario, whatever the workload
+        return next((r for r in found.values() if r.contender == CEILING and _at(CEILING, r.latency_ms) == contender),
+                    None)
+    return found.get(contender + (":wide" if workload == WIDE else ""))
 
 
-def _ratio(results: dict[str, Any], scenario: str | None, a: str, b: str) -> float | None:
-    ra, rb = _get(results, scenario, a), _get(results, scenario, b)
+def _ratio(results: dict[str, Any], scenario: str | None, a: str, b: str, workload: str = PRUNED) -> float | None:
+    ra, rb = _get(results, scenario, a, workload), _get(results, scenario, b, workload)
     if ra is None or rb is None:
         return None
     return ra.images_per_s() / rb.images_per_s()
 
 
-def _cpu_ratio(results: dict[str, Any], scenario: str, a: str, b: str) -> float | None:
-    ra, rb = _get(results, scenario, a), _get(results, scenario, b)
+def _cpu_ratio(results: dict[str, Any], scenario: str, a: str, b: str, workload: str = PRUNED) -> float | None:
+    ra, rb = _get(results, scenario, a, workload), _get(results, scenario, b, workload)
     if ra is None or rb is None:
         return None
     return ra.cpu_ms_per_image() / rb.cpu_ms_per_image()
 
 
 def _cpu_vs_ceiling_floor(results: dict[str, Any], scenario: str, latency: float | None = None,
-                          contender: str = FEATURIZER) -> float | None:
-    """A featurizer's CPU/img over the no-Spark ceiling's plus the pass-through floor's, same latency."""
-    feat, ceil, floor = (_get(results, scenario, _at(x, latency)) for x in (contender, CEILING, FLOOR))
+                          contender: str = FEATURIZER, workload: str = PRUNED) -> float | None:
+    """A featurizer's CPU/img over the no-Spark ceiling's plus the same workload's floor, same latency."""
+    feat, ceil, floor = (_get(results, scenario, _at(x, latency), workload) for x in (contender, CEILING, FLOOR))
     if feat is None or ceil is None or floor is None:
         return None
     return feat.cpu_ms_per_image() / (ceil.cpu_ms_per_image() + floor.cpu_ms_per_image())
@@ -602,11 +711,6 @@ def _worst_rss_gb(results: dict[str, Any]) -> float | None:
     peaks = [result.peak_python_rss_mb() / 1024 for scenario in results.values()
              for result in scenario["_results"].values() if result.contender in (FEATURIZER, FEATURIZER_UINT8)]
     return max(peaks) if peaks else None
-
-
-def _rss_gb(results: dict[str, Any], scenario: str) -> float | None:
-    feat = _get(results, scenario, FEATURIZER)
-    return None if feat is None else feat.peak_python_rss_mb() / 1024
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -632,21 +736,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}` ({report['duration_s'] / 60:.1f} min). Spark: "
         + ", ".join(f"{k}={v}" for k, v in report["spark_conf"].items()) + ".",
         "",
-        ("| scenario | contender | images | img/s (median) | CPU ms/img | of which JVM / Py workers / driver "
-         "| peak Python RSS MB | checks |"),
-        "|---|---|---:|---:|---:|---|---:|---|",
     ]
-    for scenario in report["scenarios"].values():
-        for result in scenario["_results"].values():
-            name = result.contender
-            title = scenario["title"] if result.latency_ms is None else \
-                f"{scenario['title']}, {result.latency_ms:g} ms latency"
-            by_role = " / ".join(f"{result.cpu_ms_per_image(r):.1f}" for r in ("jvm", "workers", "driver"))
-            failed = [c for c in result.checks if not c.passed]
-            lines.append(
-                f"| {title} | {LABELS[name]} | {result.images} | {result.images_per_s():.0f} | "
-                f"{result.cpu_ms_per_image():.1f} | {by_role} | {result.peak_python_rss_mb():.0f} | "
-                f"{'ok (' + str(len(result.checks)) + ')' if not failed else 'FAILED ' + str(len(failed))} |")
+    for workload in (PRUNED, WIDE):
+        rows = [(scenario, result) for scenario in report["scenarios"].values()
+                for result in scenario["_results"].values()
+                if result.workload == workload or (result.contender == CEILING and workload in scenario["workloads"])]
+        if rows:
+            lines += _result_table(workload, rows)
     lines += ["", "| target | measured | goal | met |", "|---|---:|---|---|"]
     for row in targets(report):
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}"
@@ -663,6 +759,28 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _result_table(workload: str, rows: list[tuple[dict[str, Any], ContenderResult]]) -> list[str]:
+    lines = [
+        f"### {WORKLOAD_TITLES[workload]}",
+        "",
+        ("| scenario | contender | images | img/s (median) | CPU ms/img | of which JVM / Py workers / driver "
+         "| peak Python RSS MB | checks |"),
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for scenario, result in rows:
+        name = result.contender
+        title = scenario["title"] if result.latency_ms is None else \
+            f"{scenario['title']}, {result.latency_ms:g} ms latency"
+        by_role = " / ".join(f"{result.cpu_ms_per_image(r):.1f}" for r in ("jvm", "workers", "driver"))
+        failed = [c for c in result.checks if not c.passed]
+        lines.append(
+            f"| {title} | {LABELS[name]}{' (no table; same run)' if name == CEILING else ''} | {result.images} | "
+            f"{result.images_per_s():.0f} | {result.cpu_ms_per_image():.1f} | {by_role} | "
+            f"{result.peak_python_rss_mb():.0f} | "
+            f"{'ok (' + str(len(result.checks)) + ')' if not failed else 'FAILED ' + str(len(failed))} |")
+    return lines + [""]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few dozen images, one repeat, checks only")
@@ -675,6 +793,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--big-rows", type=int, help="rows of large JPEGs (default 5000; smoke 4)")
     parser.add_argument("--big-width", type=int, help="large JPEG width (default 4000; smoke 1200)")
     parser.add_argument("--big-height", type=int, help="large JPEG height (default 3000; smoke 900)")
+    parser.add_argument("--photo-rows", type=int, help="rows of the large-photo scenario (default 400; smoke 4)")
+    parser.add_argument("--photo-distinct", type=int, help="distinct large photos (default 40; smoke 2)")
+    parser.add_argument("--photo-megapixels", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        help="size range of the large photos in megapixels (default 2 12; smoke 0.5 1)")
+    parser.add_argument("--workloads", default=f"{PRUNED},{WIDE}",
+                        help=f"comma-separated: {PRUNED} (features alone), {WIDE} (every column to the sink)")
     parser.add_argument("--latency-ms", type=float, default=30.0, help="latency of the slow HTTP scenario")
     parser.add_argument("--scenarios", help="comma-separated subset (default: all)")
     parser.add_argument("--daft", action=argparse.BooleanOptionalAction, default=None,
@@ -689,13 +813,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     # (full, smoke); the full sizes keep the whole run near 15 minutes on 2 cores.
     defaults = {"images": (2000, 24), "images_224": (1000, 24), "repeats": (3, 1), "big_rows": (5000, 4),
-                "big_width": (4000, 1200), "big_height": (3000, 900)}
+                "big_width": (4000, 1200), "big_height": (3000, 900), "photo_rows": (400, 4),
+                "photo_distinct": (40, 2), "photo_megapixels": ((2.0, 12.0), (0.5, 1.0))}
     for name, (full, smoke) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, smoke if args.smoke else full)
     args.row_udf_arrow = {"default": None, "true": True, "false": False}[args.row_udf_arrow]
     if args.daft is None:
         args.daft = not args.smoke
+    unknown = set(args.workloads.split(",")) - {PRUNED, WIDE}
+    if unknown:
+        parser.error(f"unknown workloads {sorted(unknown)}; choose from {[PRUNED, WIDE]}")
     args.featurizer_params = {}
     for item in args.param:
         name, _, value = item.partition("=")

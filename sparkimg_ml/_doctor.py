@@ -21,6 +21,7 @@ DEVELOPMENT_EXTRAS = ("test", "dev")
 #: Import names of distributions whose module is not their name.
 MODULE_NAMES: dict[str, str] = {
     "pillow": "PIL", "scikit-learn": "sklearn", "pillow-heif": "pillow_heif", "pyyaml": "yaml",
+    "opencv-python-headless": "cv2",
 }
 
 #: pyspark series -> (lowest, highest) supported Python. The compatibility matrix tests 3.5 on 3.10 (lower bounds)

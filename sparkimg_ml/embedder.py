@@ -40,6 +40,7 @@ from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
+    check_decoder,
     check_storage_backends,
     checked_image_input,
 )
@@ -308,6 +309,7 @@ class ImageEmbedder(
         stage = type(self).__name__
         kind = checked_image_input(self, dataset, hint="ImageEmbedder reads images, not feature vectors.")
         error_col = self.getErrorCol()
+        check_decoder(stage, self.getDecoder())
         model = self._load_model()
         providers = self._check_providers()
         spec = self._model_spec(model)

@@ -23,6 +23,7 @@ from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
+    check_decoder,
     check_storage_backends,
     checked_image_input,
 )
@@ -117,6 +118,7 @@ class ImageUrlFeaturizer(
         stage = type(self).__name__
         kind = checked_image_input(self, dataset)
         error_col = self.getErrorCol()
+        check_decoder(stage, self.getDecoder())
         output_format = self.getOutputFormat()
         udf_format = udf_output_format(output_format)
         task = DecodeTask(

@@ -30,7 +30,8 @@ The pipeline for one image is
 
 The modules follow the steps: :mod:`.spec` (:class:`ImageSpec`), :mod:`.decode`
 (identification, refusals, size guard, orientation tags), :mod:`.png` (the
-libspng fast path for plain PNGs), :mod:`.color` (colour profiles, transparency,
+libspng fast path for plain PNGs), :mod:`.opencv` (``decoder="auto"``: plain
+JPEGs decoded and shrunk by OpenCV), :mod:`.color` (colour profiles, transparency,
 the working mode), :mod:`.render` (geometry, resizing, the output buffer) and
 :mod:`.preprocess` (the public entry points). This package exports only public
 names; tests and tools reach a module's private helpers through that module.
@@ -50,6 +51,7 @@ from .render import OUTPUT_DTYPES, REDUCED_DECODE_MARGIN
 from .spec import (
     COLOR_MODES,
     COLOR_PROFILES,
+    DECODERS,
     DEFAULT_MAX_PIXELS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -65,6 +67,7 @@ __all__ = [
     "ACCEPTED_FORMATS",
     "COLOR_MODES",
     "COLOR_PROFILES",
+    "DECODERS",
     "DEFAULT_MAX_PIXELS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

@@ -23,24 +23,30 @@ from typing import Any
 import PIL
 from PIL import features
 
+from . import opencv
+
 #: Bump when a change of this library alters output values for the same Params
 #: and decoder versions, so fingerprints made before and after the change differ.
 ALGORITHM_VERSION = 1
 
 
-def decoder_versions() -> dict[str, str]:
+def decoder_versions(opencv_decodes: bool = False) -> dict[str, str]:
     """Versions of the decoding libraries whose output the values depend on.
 
     Pillow's resampling and the JPEG library's IDCT (libjpeg-turbo) can change
     pixel values between versions; the PNG fast path is bit-identical to Pillow
-    (tested), so it is not listed.
+    (tested), so it is not listed. OpenCV is listed when it decodes some images
+    (``decoder="auto"``, see :mod:`.opencv`).
 
     Examples
     --------
     >>> sorted(decoder_versions())
     ['libjpeg', 'pillow']
     """
-    return {"pillow": PIL.__version__, "libjpeg": str(features.version("jpg") or "none")}
+    versions = {"pillow": PIL.__version__, "libjpeg": str(features.version("jpg") or "none")}
+    if opencv_decodes:
+        versions["opencv"] = opencv.version() or "none"
+    return versions
 
 
 def digest_of(components: Mapping[str, Any]) -> str:
@@ -65,7 +71,10 @@ def make_fingerprint(stage: str, **parts: Any) -> dict[str, Any]:
     >>> first["digest"] == make_fingerprint("ImageUrlFeaturizer", image={"imageSize": [64, 64]})["digest"]
     False
     """
-    components = {"stage": stage, "algorithm": ALGORITHM_VERSION, "decoders": decoder_versions(), **parts}
+    image = parts.get("image")
+    opencv_decodes = isinstance(image, Mapping) and "opencv" in image.get("decoders", ())
+    components = {"stage": stage, "algorithm": ALGORITHM_VERSION, "decoders": decoder_versions(opencv_decodes),
+                  **parts}
     return {"digest": digest_of(components), "components": components}
 
 

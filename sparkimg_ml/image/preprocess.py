@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SourceError
-from . import png
+from . import opencv, png
 from .decode import (
     _DECODE_ERRORS,
     _SWAPS_AXES,
@@ -17,8 +17,8 @@ from .decode import (
     _too_many,
     _with_rgb16_key_alpha,
 )
-from .render import _REDUCIBLE_FILTERS, _draft, _render
-from .spec import ImageSpec
+from .render import _draft, _render
+from .spec import _REDUCIBLE_FILTERS, ImageSpec
 
 
 def preprocess_pil(image: Image.Image, spec: ImageSpec, out: np.ndarray | None = None) -> np.ndarray:
@@ -27,7 +27,9 @@ def preprocess_pil(image: Image.Image, spec: ImageSpec, out: np.ndarray | None =
     An image straight from ``Image.open`` (not yet loaded) is decoded here, by
     the same steps as :func:`preprocess_bytes` (including a reduced-size JPEG
     decode, which changes ``image`` in place); its result is then identical to
-    ``preprocess_bytes`` on the same bytes.
+    ``preprocess_bytes`` on the same bytes. ``spec.decoder`` is not used here:
+    Pillow has decoded or opened the image already (``decoder="auto"`` applies
+    to encoded bytes, in :func:`preprocess_bytes`).
 
     Raises
     ------
@@ -94,6 +96,9 @@ def preprocess_bytes(data: bytes | bytearray | memoryview, spec: ImageSpec,
         ``unsupported_format`` for recognised but refused formats, named (TGA,
         PDF, HEIC without the ``[heif]`` extra, ...), ``too_many_pixels`` above
         ``max_pixels``.
+    ImportError
+        ``decoder="auto"`` without OpenCV (the ``[opencv]`` extra): a setup
+        problem, not a bad image.
 
     Examples
     --------
@@ -111,10 +116,17 @@ def preprocess_bytes(data: bytes | bytearray | memoryview, spec: ImageSpec,
     ...
     sparkimg_ml.errors.SourceError: decode: the bytes are an HTML document, not an image
     """
+    auto = spec.decoder == "auto"
+    if auto:
+        opencv.require(spec.decoder)
     plain_png = png.decode_plain_png(data, spec.max_pixels, color_managed=spec.color_profile == "srgb")
     if plain_png is not None:  # the same pixels Pillow would decode, sooner
         return _render(plain_png, 1, spec, out)
     with _open(data, spec) as image:
+        if auto and opencv.spec_eligible(spec):
+            fast = opencv.preprocess_opencv(image, data, spec, out)
+            if fast is not None:  # a plain JPEG, decoded and shrunk by OpenCV
+                return fast
         return preprocess_pil(image, spec, out)
 
 

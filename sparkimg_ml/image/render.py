@@ -12,7 +12,7 @@ from PIL import Image
 from ..tensors.info import normalisation
 from .color import _to_working_mode
 from .decode import _FLIPS, _SWAPS_AXES, _TRANSPOSE
-from .spec import ImageSpec, _luma
+from .spec import _REDUCIBLE_FILTERS, ImageSpec, _luma
 
 #: With ``reduced_decode``, a JPEG is decoded at 1/2, 1/4 or 1/8 size only while the
 #: decoded image keeps at least this many pixels per output pixel along each axis,
@@ -21,11 +21,6 @@ from .spec import ImageSpec, _luma
 #: on photographs and 20/255 on adversarial patterns (zone plates, text, noise), with
 #: a mean under 1/255 per image.
 REDUCED_DECODE_MARGIN = 3
-#: Filters whose result is a smooth average, which a reduced decode barely moves.
-#: ``nearest`` picks single source pixels and ``box`` averages exact pixel footprints:
-#: decoding 8x8 blocks as one pixel would change their meaning, so they always decode
-#: at full size.
-_REDUCIBLE_FILTERS = frozenset(("bilinear", "bicubic", "lanczos", "hamming"))
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,

@@ -15,6 +15,9 @@ RESIZE_MODES: tuple[str, ...] = ("stretch", "crop", "pad")
 INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 LAYOUTS: tuple[str, ...] = ("HWC", "CHW")
 COLOR_PROFILES: tuple[str, ...] = ("ignore", "srgb")
+#: ``pillow`` decodes everything with Pillow; ``auto`` lets OpenCV (the ``[opencv]`` extra)
+#: decode and shrink plain JPEGs (:mod:`.opencv`).
+DECODERS: tuple[str, ...] = ("pillow", "auto")
 
 #: The smallest ``reducing_gap`` other than 0 (off): the documented error bound is measured there,
 #: and a larger gap leaves more of the resize to the filter, so it moves values less.
@@ -29,6 +32,11 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 PRESETS: tuple[str, ...] = ("imagenet",)
 
 _CHANNELS = {"RGB": 3, "BGR": 3, "L": 1, "RGBA": 4}
+#: Filters whose result is a smooth average, which a reduced decode barely moves (so
+#: ``reducing_gap`` and ``decoder="auto"`` apply to them only). ``nearest`` picks single
+#: source pixels and ``box`` averages exact pixel footprints: decoding 8x8 blocks as one
+#: pixel would change their meaning, so they always decode at full size.
+_REDUCIBLE_FILTERS = frozenset(("bilinear", "bicubic", "lanczos", "hamming"))
 # Pillow's luma weights (ITU-R 601-2 in 16-bit fixed point), as in ``convert("L")``.
 _LUMA = (19595, 38470, 7471)
 
@@ -127,6 +135,13 @@ class ImageSpec:
         slightly (bounds in the README, "Fast JPEG decoding"). Like
         ``reduced_decode`` it applies only to bilinear, bicubic, lanczos and
         hamming.
+    decoder : {"pillow", "auto"}
+        ``pillow`` decodes and resizes every image with Pillow. ``auto`` lets
+        OpenCV (the ``[opencv]`` extra, required then) decode plain JPEGs at
+        reduced size and shrink them with an area average, which costs less
+        CPU and moves values within a documented bound
+        (docs/guides/decoding.md); every other image goes to Pillow as with
+        ``pillow``.
 
     Examples
     --------
@@ -155,6 +170,7 @@ class ImageSpec:
     max_pixels: int = DEFAULT_MAX_PIXELS
     color_profile: str = "ignore"
     reducing_gap: float = 0.0
+    decoder: str = "pillow"
 
     def __post_init__(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
@@ -169,6 +185,7 @@ class ImageSpec:
         choice("interpolation", INTERPOLATIONS)
         choice("layout", LAYOUTS)
         choice("color_profile", COLOR_PROFILES)
+        choice("decoder", DECODERS)
         if self.color_profile == "srgb" and not features.check("littlecms2"):
             raise ValueError("color_profile 'srgb' needs Pillow built with LittleCMS (the PyPI wheels are); "
                              "this Pillow has no PIL.ImageCms support. Use 'ignore' or reinstall Pillow.")
@@ -195,6 +212,19 @@ class ImageSpec:
         if not all(s > 0 for s in std):
             raise ValueError(f"std values must be > 0; got {list(std)}.")
         set_(self, "std", std)
+
+    @property
+    def opencv_eligible(self) -> bool:
+        """Whether plain JPEGs may go through OpenCV under this spec (``decoder="auto"``; see :mod:`.opencv`).
+
+        Examples
+        --------
+        >>> ImageSpec(decoder="auto").opencv_eligible, ImageSpec(decoder="auto", resize_mode="crop").opencv_eligible
+        (True, False)
+        """
+        return (self.decoder == "auto" and self.reduced_decode and self.interpolation in _REDUCIBLE_FILTERS
+                and self.resize_mode in ("stretch", "pad") and self.color_mode in ("RGB", "BGR")
+                and not self.reducing_gap)
 
     @property
     def channels(self) -> int:
@@ -241,6 +271,8 @@ class ImageSpec:
             "reducingGap": self.reducing_gap,
             "maxPixels": self.max_pixels,
             "colorProfile": self.color_profile,
+            "decoder": self.decoder,
+            "decoders": ["opencv", "pillow"] if self.opencv_eligible else ["pillow"],
         }
 
     def replace(self, **changes: Any) -> ImageSpec:

@@ -20,6 +20,7 @@ from pyspark.sql.types import BinaryType, StringType, StructType
 
 from ..errors import missing_column
 from ..fetch.backends import BACKEND_CHECK_ROWS, absent_backends, check_backends
+from ..image import opencv
 from ..schema import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR
 
 C = TypeVar("C", bound="HasColumns")
@@ -122,6 +123,20 @@ def check_storage_backends(dataset: DataFrame, stage: str, input_col: str, kind:
         return
     first = [row[0] for row in dataset.select(input_col).limit(BACKEND_CHECK_ROWS).collect()]
     check_backends(stage, input_col, first, storage_protocols)
+
+
+def check_decoder(stage: str, decoder: str) -> None:
+    """``decoder="auto"`` without OpenCV fails here, on the driver, before any job (``ImportError``
+    naming the ``[opencv]`` extra); the executors check again before their first image.
+
+    Examples
+    --------
+    >>> check_decoder("ImageUrlFeaturizer", "pillow")
+    """
+    try:
+        opencv.require(decoder)
+    except ImportError as error:
+        raise ImportError(f"{stage}: {error}") from None
 
 
 def add_image_output(

@@ -34,37 +34,47 @@ TINY = CorpusSpec(images=12, parts=2, extra_columns=6, min_side=64, max_side=160
 
 
 def test_benchmark_smoke_run_exits_zero_with_every_check_passed(tmp_path: Path) -> None:
+    """One scenario of ``benchmarks.run --smoke``: the large-photo one, under both workloads.
+
+    It runs every contender kind but the row UDF (featurizer, uint8 featurizer, ceiling,
+    floor) on 4 rows, one repeat, so it stays well under two minutes; ``make bench-smoke``
+    runs the smoke pass over every scenario.
+    """
     results_dir = tmp_path / "results"
+    started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--corpus-dir", str(tmp_path / "corpus"),
-         "--results-dir", str(results_dir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False,
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--scenarios", "photos_224",
+         "--corpus-dir", str(tmp_path / "corpus"), "--results-dir", str(results_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
+    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "| scenario | contender |" in done.stdout
     (result_file,) = results_dir.glob("bench-smoke-*.json")
     report = json.loads(result_file.read_text())
-    assert report["smoke"] is True and report["checks_passed"] is True
-    expected = {
-        "local_32": {"row_udf", "featurizer", "ceiling", "pass_through"},
-        "http_32": {f"{name}@{latency}ms" for name in ("row_udf", "featurizer", "ceiling", "pass_through")
-                    for latency in (0, 30)},
-        "local_224": {"row_udf", "featurizer", "featurizer_uint8", "ceiling", "pass_through"},
-        "big_224": {"featurizer"},
-    }
-    assert {name: set(s["contenders"]) for name, s in report["scenarios"].items()} == expected
-    for scenario in report["scenarios"].values():
-        for result in scenario["contenders"].values():
-            names = {c["name"] for c in result["checks"]}
-            assert "row count" in names
-            assert all(c["passed"] for c in result["checks"])
-            assert result["runs"] and result["cpu_ms_per_image_median"] > 0
-    uint8 = report["scenarios"]["local_224"]["contenders"]["featurizer_uint8"]
+    assert report["smoke"] is True and report["checks_passed"] is True and report["repeats"] == 1
+    # The ceiling reads no table: it runs once, under the pruned workload, and is shown in both tables.
+    pruned = {"featurizer", "featurizer_uint8", "pass_through"}
+    expected = pruned | {"ceiling"} | {f"{key}:wide" for key in pruned}
+    assert {name: set(s["contenders"]) for name, s in report["scenarios"].items()} == {"photos_224": expected}
+    for key, result in report["scenarios"]["photos_224"]["contenders"].items():
+        names = {c["name"] for c in result["checks"]}
+        assert "row count" in names or result["contender"] == "pass_through", (key, names)
+        assert all(c["passed"] for c in result["checks"]), (key, result["checks"])
+        assert result["runs"] and result["cpu_ms_per_image_median"] > 0
+        assert result["workload"] == ("wide" if key.endswith(":wide") else "pruned")
+        if result["workload"] == "wide":  # every wide column reached the sink, with its input values
+            assert {"every wide column in the sink", "wide column values = input"} <= names, (key, names)
+    photos = report["scenarios"]["photos_224"]
+    assert photos["corpus"]["files"] == 4 and photos["workloads"] == ["pruned", "wide"]
+    assert "### pass-through workload" in done.stdout and "### pruned workload" in done.stdout
+    uint8 = photos["contenders"]["featurizer_uint8"]
     assert {"uint8 normalised by its metadata = float featurizer.preprocess",
             "subset tensors of 150528 bytes"} <= {c["name"] for c in uint8["checks"]}
-    featurizer = report["scenarios"]["local_32"]["contenders"]["featurizer"]
+    featurizer = photos["contenders"]["featurizer"]
     assert {"= featurizer.preprocess (serving path)", "subset values in [0, 1]", "no error reasons"} <= {
         c["name"] for c in featurizer["checks"]}
+    print(f"benchmark smoke (photos_224, both workloads): {elapsed:.0f} s")
 
 
 @pytest.mark.parametrize("module", [checks, contenders, corpus, measure, server])

@@ -43,6 +43,7 @@ EXTRA_MODULES = {
     "fast": ["pyspng"],
     "heif": ["pillow_heif"],
     "onnx": ["onnxruntime"],
+    "opencv": ["cv2"],
     "torch": ["torch"],
 }
 

@@ -55,8 +55,19 @@ def test_only_what_changes_values_changes_the_fingerprint():
     for other in (dict(imageSize=[8, 9]), dict(colorMode="L"), dict(scale=1.0), dict(mean="imagenet"),
                   dict(resizeMode="crop"), dict(interpolation="bilinear"), dict(layout="CHW"),
                   dict(background=[0, 0, 0]), dict(exifTranspose=False), dict(reducedDecode=False),
-                  dict(colorProfile="srgb"), dict(outputFormat="uint8")):
+                  dict(colorProfile="srgb"), dict(outputFormat="uint8"), dict(decoder="auto")):
         assert _digest(ImageUrlFeaturizer(**{**base, **other})) != reference, other
+
+
+def test_decoder_auto_puts_the_opencv_version_among_the_decoders_where_opencv_decodes():
+    import cv2
+
+    auto = ImageUrlFeaturizer(inputCol="url", imageSize=[8, 8], decoder="auto").fingerprint()["components"]
+    assert auto["image"]["decoders"] == ["opencv", "pillow"]
+    assert auto["decoders"]["opencv"] == cv2.__version__
+    # 'crop' never takes the OpenCV path, so its values do not depend on OpenCV's version.
+    crop = ImageUrlFeaturizer(inputCol="url", imageSize=[8, 8], decoder="auto", resizeMode="crop").fingerprint()
+    assert "opencv" not in crop["components"]["decoders"]
 
 
 def test_a_saved_stage_keeps_its_fingerprint_and_check_fingerprint_names_what_changed(tmp_path):

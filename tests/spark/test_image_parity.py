@@ -6,6 +6,7 @@ image-source read, one binaryFile read.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
@@ -151,3 +152,64 @@ def test_image_struct_pixels_equal_ours_for_pngs_spark_decodes_correctly(spark, 
     np.testing.assert_allclose(from_bytes["gray16.png"].reshape(6, 7, 4)[..., 0], sampled, atol=1e-3)
     low_bytes = np.round(sampled * 257).astype(np.int64) & 0xFF
     np.testing.assert_array_equal(from_struct["gray16.png"].reshape(6, 7, 4)[..., 0], low_bytes)
+
+
+def _photo_files(directory: Path) -> list[Path]:
+    """JPEGs that take OpenCV's path under decoder="auto" (baseline, progressive, gray, EXIF-rotated), and a PNG."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(pixels) for pixels in load_sample_images().images]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    paths = []
+    for index, photo in enumerate(photos):
+        for name, image, options in (("baseline.jpg", photo, {"quality": 85}),
+                                     ("progressive.jpg", photo.resize((1200, 800)), {"progressive": True}),
+                                     ("gray.jpg", photo.convert("L"), {"quality": 90}),
+                                     ("rotated.jpg", photo, {"exif": exif.tobytes()}),
+                                     ("plain.png", photo.resize((320, 213)), {})):
+            path = directory / f"photo{index}-{name}"
+            image.save(path, **options)
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.claim("preprocess / ImageEmbedder.embed give bit-identical values without Spark")
+def test_decoder_auto_spark_output_is_bit_identical_to_preprocess(spark, image_corpus, tmp_path):
+    from sparkimg_ml.image import opencv
+
+    directory, cases = image_corpus
+    sources = {path.name: path.read_bytes() for path in _photo_files(tmp_path)}
+    sources.update({case.filename: case.data for case in cases})
+    paths = [str(tmp_path / name) if (tmp_path / name).exists() else str(directory / name) for name in sources]
+    stage = ImageUrlFeaturizer(inputCol="path", imageSize=[24, 40], decoder="auto", handleInvalid="keep",
+                               errorCol="why")
+    frame = stage.transform(spark.createDataFrame([(p,) for p in paths], "path string"))
+    assert frame.schema["features"].metadata["tensor"]["decoders"] == ["opencv", "pillow"]
+    rows = {Path(r["path"]).name: (r["features"], r["why"]) for r in frame.collect()}
+    assert rows.keys() == sources.keys()
+    spec, took_opencv = stage._image_spec(), 0
+    for name, data in sources.items():
+        _assert_same(rows[name], _serve(stage, data), name)
+        if name.startswith("photo") and name.endswith(".jpg"):
+            with Image.open(io.BytesIO(data)) as image:
+                assert opencv.preprocess_opencv(image, data, spec) is not None, name
+            took_opencv += 1
+    assert took_opencv == 8
+    # the values are OpenCV's, not Pillow's
+    photo = sources["photo0-baseline.jpg"]
+    assert not np.array_equal(stage.preprocess(photo), stage.copy({stage.decoder: "pillow"}).preprocess(photo))
+
+
+def test_decoder_auto_without_opencv_fails_at_transform_naming_the_extra(spark, monkeypatch):
+    from sparkimg_ml import ImageEmbedder
+    from sparkimg_ml.image import opencv
+
+    monkeypatch.setattr(opencv, "_cv2", lambda: None)
+    frame = spark.createDataFrame([("/no/such/image.jpg",)], "path string")
+    hint = r"decoder='auto' .* pip install 'sparkimg_ml\[opencv\]'"
+    with pytest.raises(ImportError, match="ImageUrlFeaturizer: " + hint):
+        ImageUrlFeaturizer(inputCol="path", decoder="auto").transform(frame)
+    with pytest.raises(ImportError, match="ImageEmbedder: " + hint):  # before the model is read
+        ImageEmbedder(inputCol="path", modelUri="/no/such/model.onnx", decoder="auto").transform(frame)
+    ImageUrlFeaturizer(inputCol="path", handleInvalid="keep").transform(frame)  # decoder="pillow" needs nothing

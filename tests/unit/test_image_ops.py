@@ -519,7 +519,7 @@ def test_spec_is_picklable_hashable_and_metadata_is_json():
     assert json.loads(json.dumps(meta)) == meta
     assert meta["shape"] == [3, 10, 12] and meta["channelOrder"] == "BGR" and meta["dtype"] == "float32"
     for key in ("scale", "mean", "std", "resizeMode", "interpolation", "padColor", "background",
-                "exifTranspose", "reducedDecode", "reducingGap", "maxPixels"):
+                "exifTranspose", "reducedDecode", "reducingGap", "maxPixels", "decoder", "decoders"):
         assert key in meta
     assert meta["mean"] == pytest.approx(IMAGENET_MEAN[::-1])
 
@@ -555,11 +555,11 @@ def test_params_round_trip_to_spec_and_keep_presets_by_name():
     stage = (_Stage().setImageSize([24, 16]).setColorMode("BGR").setScale(1.0).setResizeMode("CROP")
              .setInterpolation("Lanczos").setPadColor((1, 2, 3)).setBackground([4, 5, 6]).setMean("ImageNet")
              .setStd([2.0]).setLayout("chw").setExifTranspose(False).setReducedDecode(False).setMaxPixels(1000)
-             .setReducingGap(3))
+             .setReducingGap(3).setDecoder("Auto"))
     assert stage.getMean() == "imagenet" and stage.getPadColor() == [1, 2, 3] and stage.getLayout() == "CHW"
     spec = stage._image_spec()
     assert spec == ImageSpec(24, 16, "BGR", 1.0, "crop", "lanczos", (1, 2, 3), (4, 5, 6), "imagenet", (2.0,),
-                             "CHW", False, False, 1000, reducing_gap=3.0)
+                             "CHW", False, False, 1000, reducing_gap=3.0, decoder="auto")
     assert spec.mean == pytest.approx([255 * m for m in IMAGENET_MEAN[::-1]])
 
 
@@ -571,6 +571,7 @@ def test_params_round_trip_to_spec_and_keep_presets_by_name():
     ("maxPixels", 0, ValueError), ("maxPixels", 1.5, TypeError), ("colorMode", "rgb", ValueError),
     ("reducingGap", 1.0, ValueError), ("reducingGap", -2.0, ValueError), ("reducingGap", float("nan"), ValueError),
     ("reducingGap", float("inf"), ValueError), ("reducingGap", "2", TypeError), ("reducingGap", True, TypeError),
+    ("decoder", "opencv", ValueError), ("decoder", 1, TypeError),
 ])
 def test_params_reject_bad_values_naming_the_param(name, value, error):
     with pytest.raises(error, match=name):
