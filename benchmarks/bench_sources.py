@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             for repeat in range(args.repeats):
                 order = [False, True] if repeat % 2 == 0 else [True, False]
                 for with_bytes in order:
-                    times["with_bytes" if with_bytes else "path_only"].append(timed(lambda: featurize(with_bytes)))
+                    times["with_bytes" if with_bytes else "path_only"].append(timed(lambda with_bytes=with_bytes: featurize(with_bytes)))
             medians = {name: statistics.median(values) for name, values in times.items()}
             result["read_images"] = {
                 "files": args.files, "seconds": times, "median_s": medians,
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                     order = [False, True] if repeat % 2 == 0 else [True, False]
                     for spread_it in order:
                         spread_times["spread" if spread_it else "one_partition"].append(
-                            timed(lambda: fetch(spread_it)))
+                            timed(lambda spread_it=spread_it: fetch(spread_it)))
                 medians = {name: statistics.median(values) for name, values in spread_times.items()}
                 result["spread"] = {
                     "urls": args.urls, "latency_ms": args.latency_ms, "input_partitions": table.rdd.getNumPartitions(),
