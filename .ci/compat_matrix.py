@@ -167,8 +167,8 @@ SURFACES: dict[str, list[str]] = {
         "tests/spark/test_preview.py::test_show_images_side_by_side_shows_source_and_what_the_model_sees",
         "tests/spark/test_preview.py::test_failure_report_counts_reasons_with_redacted_examples",
     ],
-    "Command line: sparkimg-ml featurize on a CSV": [
-        "tests/e2e/test_cli.py::test_featurize_writes_parquet_with_every_column_and_prints_a_summary",
+    "Command line: sparkimg-ml featurize on a URL list": [
+        "tests/e2e/test_cli_runs.py::test_featurize_a_url_list_with_comments_limit_stats_and_positional_output",
     ],
     "ship(spark): executors import the package": [
         "tests/spark/test_deploy.py::test_ship_is_idempotent_and_executors_import_the_shipped_package",

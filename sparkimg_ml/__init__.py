@@ -15,6 +15,7 @@ ImageHasher
 
 ``preprocess`` applies the featurizer's image semantics to one image without Spark.
 ``show_images`` and ``failure_report`` show what the pipeline sees, in notebooks and HTML.
+``read_images`` lists folders and globs of image files; ``spread`` gives every core a share of a small table.
 """
 
 from ._version import __version__
@@ -29,9 +30,10 @@ from .model import ModelError
 from .model.export import export_onnx
 from .preview import failure_report, show_images
 from .reshaper import TensorReshaper
+from .sources import read_images, spread
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "export_onnx", "preprocess", "preprocess_fingerprint", "show_images", "failure_report", "ship", "ImageHasher",
-    "find_duplicates",
+    "ModelError", "export_onnx", "preprocess", "preprocess_fingerprint", "show_images", "failure_report", "ship",
+    "ImageHasher", "find_duplicates", "read_images", "spread",
 ]

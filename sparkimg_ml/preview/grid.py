@@ -48,6 +48,7 @@ from .thumbnails import (
 )
 
 if TYPE_CHECKING:
+    from ..params.fetch import HasFetchParams
     from pyspark.sql import Column, DataFrame
 
 #: Largest ``n`` for :func:`show_images`: a preview, not an export.
@@ -182,8 +183,8 @@ def _check_options(n: Any, size: Any, image_format: Any, max_bytes: Any) -> None
 def show_images(
     df: "DataFrame", col: str, n: int = 16, size: int = 128, captions: Sequence[str] = (), *,
     side_by_side: bool = False, source_col: Optional[str] = None, error_col: Optional[str] = None,
-    image_format: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES, fetch_options: Optional[FetchOptions] = None,
-    title: Optional[str] = None,
+    image_format: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES,
+    fetch_options: Optional[Union[FetchOptions, "HasFetchParams"]] = None, title: Optional[str] = None,
 ) -> ImageGrid:
     """A grid of the first ``n`` images of ``col``, with captions, for a notebook or an HTML file.
 
@@ -217,8 +218,9 @@ def show_images(
         the smaller of PNG and JPEG (photographs).
     max_bytes : int
         Cap on the grid's HTML; tiles past it are counted, not shown.
-    fetch_options : FetchOptions, optional
-        Limits for reading sources (headers, timeouts, ...); by default a
+    fetch_options : FetchOptions or a stage, optional
+        Limits for reading sources (headers, timeouts, ...); a stage (e.g. the
+        featurizer that made ``col``) lends its fetch Params. By default a
         10 s timeout and one retry.
     title : str, optional
         Text shown under the grid (default: the column name and its kind).
@@ -250,6 +252,13 @@ def show_images(
         require_column(df, name, "caption column", "show_images")
     if error_col is not None:
         require_column(df, error_col, "error_col", "show_images")
+    if fetch_options is not None and not isinstance(fetch_options, FetchOptions):
+        from ..params.fetch import HasFetchParams
+
+        if not isinstance(fetch_options, HasFetchParams):
+            raise TypeError(f"fetch_options must be a FetchOptions or a stage with fetch Params (e.g. an "
+                            f"ImageUrlFeaturizer); got {type(fetch_options).__name__}.")
+        fetch_options = fetch_options._fetch_options()
     fetch = fetch_options or ThumbnailPlan(SOURCE).fetch
     plans = [("image", ThumbnailPlan(kind, size, image_format, info, fetch))]
     if side_by_side:

@@ -1,7 +1,13 @@
-"""The installed ``sparkimg-ml`` console script, run in a subprocess as a person would."""
+"""The installed console script, run in a subprocess as a person would: options, input checks, doctor, help.
+
+Nothing here starts Spark except the runs in tests/e2e/test_cli_runs.py: every
+check below must fail (or succeed) before a session exists, which is why the
+input-problem tests pass a master Spark could not even parse.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -11,22 +17,25 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
-from sparkimg_ml import ImageUrlFeaturizer
+from sparkimg_ml import ImageEmbedder, ImageUrlFeaturizer
 from sparkimg_ml.cli import option_name
 
 SCRIPT = Path(sys.executable).with_name("sparkimg-ml")
+#: A master Spark refuses: a command that got as far as starting Spark fails differently.
+NO_SPARK = ["--master", "no-spark-was-started"]
 
 
-def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path, timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess:
     # A clean environment: the command must set PYSPARK_PYTHON for its local workers itself.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_")
            and key not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}  # the test session's Connect mode
+    env["COLUMNS"] = "100"
     # Where the package is imported from a checkout rather than installed (the compatibility matrix's
     # pyspark 4.3 environment), there is no console script: run the module it points at.
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sparkimg_ml.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
+                          input=stdin)
 
 
 def assert_one_line_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -41,34 +50,118 @@ def test_console_script_is_installed():
     assert SCRIPT.exists(), f"{SCRIPT} missing: reinstall the package (make .venv/.installed-stamp)"
 
 
-def test_every_featurizer_param_is_an_option(tmp_path):
-    result = run("featurize", "--help", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    for param in ImageUrlFeaturizer().params:
-        assert re.search(rf"{option_name(param.name)}[ ,\n]", result.stdout), param.name
-    assert "--size" in result.stdout and "--master" in result.stdout
+def test_help_lists_every_param_as_a_flag_with_human_defaults(tmp_path):
+    featurize = run("featurize", "--help", cwd=tmp_path)
+    embed = run("embed", "--help", cwd=tmp_path)
+    assert featurize.returncode == 0 and embed.returncode == 0, featurize.stderr + embed.stderr
+    renamed = {"outputFormat": "--tensor-format"}
+    for stage, result in ((ImageUrlFeaturizer(), featurize), (ImageEmbedder(), embed)):
+        for param in stage.params:
+            flag = renamed.get(param.name, option_name(param.name))
+            assert re.search(rf"{flag}[ ,\n]", result.stdout), param.name
+            if param.name != param.name.lower():  # camelCase names are written as flags in the help text
+                assert not re.search(rf"\b{param.name}\b", result.stdout), param.name
+    out = " ".join(featurize.stdout.split())  # help text is wrapped
+    for flag in ("--size N|HxW", "-o PATH, --output PATH", "--format {parquet,csv,delta}", "--partitions N",
+                 "--limit N", "--stats-json PATH", "--remote sc://HOST:PORT", "--conf KEY=VALUE", "-q, --quiet",
+                 "-v, --verbose", "--header", "--no-header"):
+        assert flag in out, flag
+    assert "(default: 1/255)" in out and "0.0039" not in out
+    assert "(default: 32x32)" in out and "(default: keep)" in out
+    assert "https://sparkimg-ml.github.io/sparkimg_ml/reference/params/" in "".join(featurize.stdout.split())
+    assert "README" not in out and "--output-format" not in out
+    embedded = " ".join(embed.stdout.split())
+    assert "--model-uri TEXT, --model TEXT" in embedded
+    assert "--model-sha256" in embedded and "--output-node" in embedded
+    assert "(default: from the model's input)" in embedded
+    preview = " ".join(run("preview", "--help", cwd=tmp_path).stdout.split())
+    assert "-q, --quiet" in preview and "-o HTML, --output HTML" in preview
 
 
 @pytest.mark.parametrize("arguments, fragments", [
-    (["--color-mode", "CMYK"], ["--color-mode", "colorMode must be one of"]),
-    (["--size", "0", "32"], ["--image-size", "imageSize"]),
+    (["--color-mode", "CMYK"], ["--color-mode", "--color-mode must be one of"]),
+    (["--size", "0"], ["--image-size", "values must be >= 1"]),
+    (["--size", "32x"], ["--image-size"]),
     (["--exif-transpose", "maybe"], ["--exif-transpose", "expected true or false"]),
-    (["--reducing-gap", "1.5"], ["--reducing-gap", "reducingGap must be 0 (off) or a finite number >= 2.0"]),
+    (["--reducing-gap", "1.5"], ["--reducing-gap", "--reducing-gap must be 0 (off) or a finite number >= 2.0"]),
     (["--headers", "{not json"], ["--headers", "expected a JSON object"]),
     (["--mean", "imagenet", "0.5"], ["--mean", "expected numbers or one preset"]),
+    (["--tensor-format", "float64"], ["--tensor-format"]),
     (["--bogus", "1"], ["unrecognized arguments: --bogus"]),
+    (["--size", "32", "32"], ["unrecognized arguments"]),  # one value: never swallows a positional
+    (["--conf", "novalue"], ["--conf expects KEY=VALUE"]),
+    (["--remote", "sc://h:1"], ["--remote: not allowed with argument --master"]),
+    (["--limit", "0"], ["--limit must be >= 1"]),
+    (["--partitions", "0"], ["--partitions must be >= 1"]),
+    (["--format", "delta"], ["--format delta needs delta-spark"]),
+    (["-q", "-v"], ["not allowed with argument"]),
 ])
 @pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
 def test_a_wrong_option_is_one_line_and_exit_code_2(tmp_path, arguments, fragments):
-    result = run("featurize", "in.csv", "out.parquet", "--input-col", "url", *arguments, cwd=tmp_path)
+    (tmp_path / "in.csv").write_text("url\nhttp://127.0.0.1:9/a.png\n")
+    result = run("featurize", "in.csv", "out.parquet", *NO_SPARK, *arguments, cwd=tmp_path)
     assert_one_line_usage_error(result, *fragments)
 
 
-def test_missing_input_column_option_and_missing_input_file(tmp_path):
-    assert_one_line_usage_error(run("featurize", "in.csv", "out", cwd=tmp_path), "--input-col")
-    (tmp_path / "out").mkdir()
-    assert_one_line_usage_error(run("featurize", "in.csv", "out", "--input-col", "url", cwd=tmp_path),
-                                "already exists", "--overwrite")
+def _parquet(path: Path) -> None:
+    pq.write_table(pa.table({"path": ["a.png"], "n": [1]}), path)
+
+
+@pytest.mark.parametrize("setup, arguments, fragments", [
+    (None, ["missing.parquet", "-o", "out"], ["input 'missing.parquet' does not exist"]),
+    (None, ["photos/**/*.jpg", "-o", "out"], ["nothing matches 'photos/**/*.jpg'"]),
+    ("text_as_parquet", ["table.parquet", "-o", "out"], ["is not a Parquet file"]),
+    ("bad_json", ["rows.json", "-o", "out"], ["is not JSON lines"]),
+    ("empty_list", ["urls.txt", "-o", "out"], ["holds no URLs"]),
+    ("empty_dir", ["folder", "-o", "out"], ["input folder 'folder' is empty"]),
+    ("unknown", ["data.bin", "-o", "out"], ["cannot tell the format of 'data.bin'", "--input-format"]),
+    ("csv", ["table.csv", "-o", "out", "--input-col", "image"], ["--input-col 'image' is not a column", "url, n"]),
+    ("csv", ["table.csv", "-o", "out"], ["--input-col is required", "columns: url, n"]),
+    ("parquet", ["table.parquet", "-o", "out", "--input-col", "url"], ["--input-col 'url' is not a column",
+                                                                      "path, n"]),
+    ("csv", ["table.csv", "-o", "out", "--input-col", "url", "--size", "-3"], ["--image-size"]),
+    ("csv_and_out", ["table.csv", "out", "--input-col", "url"], ["already exists", "--overwrite"]),
+    ("csv", ["table.csv", "one", "-o", "two", "--input-col", "url"], ["two outputs"]),
+    ("csv", ["table.csv", "--input-col", "url"], ["give the output with -o/--output"]),
+])
+def test_input_problems_fail_before_spark_starts(tmp_path, setup, arguments, fragments):
+    if setup == "text_as_parquet":
+        (tmp_path / "table.parquet").write_text("url\nhttp://h/a.png\n")
+    elif setup == "bad_json":
+        (tmp_path / "rows.json").write_text("url,n\n")
+    elif setup == "empty_list":
+        (tmp_path / "urls.txt").write_text("# nothing yet\n\n")
+    elif setup == "empty_dir":
+        (tmp_path / "folder").mkdir()
+    elif setup == "unknown":
+        (tmp_path / "data.bin").write_bytes(b"\x00\x01")
+    elif setup in ("csv", "csv_and_out"):
+        (tmp_path / "table.csv").write_text("url,n\nhttp://h/a.png,1\n")
+        if setup == "csv_and_out":
+            (tmp_path / "out").mkdir()
+    elif setup == "parquet":
+        _parquet(tmp_path / "table.parquet")
+    assert_one_line_usage_error(run("featurize", *arguments, *NO_SPARK, cwd=tmp_path), *fragments)
+
+
+def test_embed_checks_its_model_before_spark_starts(tmp_path):
+    from onnx_models import tiny_cnn
+
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:9/a.png\n")
+    assert_one_line_usage_error(run("embed", "urls.txt", "-o", "out", *NO_SPARK, cwd=tmp_path),
+                                "the following arguments are required: --model-uri/--model")
+    assert_one_line_usage_error(
+        run("embed", "urls.txt", "-o", "out", "--model", "missing.onnx", *NO_SPARK, cwd=tmp_path), "--model:")
+    model = tiny_cnn(tmp_path / "tiny.onnx")
+    wrong = hashlib.sha256(b"another model").hexdigest()
+    assert_one_line_usage_error(
+        run("embed", "urls.txt", "-o", "out", "--model", str(model), "--model-sha256", wrong, *NO_SPARK,
+            cwd=tmp_path), "--model:", wrong[:12])
+
+
+def test_an_empty_stdin_list_is_refused(tmp_path):
+    assert_one_line_usage_error(run("featurize", "-", "-o", "out", *NO_SPARK, cwd=tmp_path, stdin="# none\n"),
+                                "the URL list on stdin is empty")
 
 
 @pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
@@ -80,60 +173,3 @@ def test_doctor_reports_java_libraries_codecs_and_extras(tmp_path):
     for name in ("pyspark", "pyarrow", "Pillow", "JPEG", "WebP", "AVIF", "[fast]", "[cloud]"):
         assert name in out, name
     assert "everything needed is present" in out
-
-
-def _write_site(root: Path) -> None:
-    for index, color in enumerate([(0, 90, 255), (0, 180, 60), (250, 200, 0)]):
-        Image.new("RGB", (12, 10), color).save(root / f"c{index}.png")
-    (root / "page.png").write_text("<html>not an image</html>")
-
-
-@pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
-@pytest.mark.compat
-def test_featurize_writes_parquet_with_every_column_and_prints_a_summary(tmp_path, spark):
-    _write_site(tmp_path)
-    rows = [f"{i},{tmp_path / f'c{i}.png'},{i}" for i in range(3)]
-    rows += [f"3,{tmp_path / 'missing.png'},3", f"4,{tmp_path / 'page.png'},4"]
-    (tmp_path / "images.csv").write_text("id,path,label\n" + "\n".join(rows) + "\n")
-    result = run("featurize", "images.csv", "features.parquet", "--input-col", "path", "--size", "4", "4",
-                 "--color-mode", "L", "--master", "local[2]", "--quiet", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    assert re.search(r"featurized 5 rows in [0-9.]+ s \([0-9.]+ images/s\)", out), out
-    assert "2 of 5 rows failed (image_error)" in out
-    assert re.search(r"not_found\s+1", out) and re.search(r"decode\s+1", out)
-    assert "output: features.parquet" in out
-
-    written = spark.read.parquet(str(tmp_path / "features.parquet")).orderBy("id").collect()
-    assert list(written[0].asDict()) == ["id", "path", "label", "features", "image_error"]
-    assert len(written[0]["features"]) == 16 and written[3]["features"] is None
-    assert written[3]["image_error"].startswith("not_found")
-    metadata = spark.read.parquet(str(tmp_path / "features.parquet")).schema["features"].metadata
-    assert metadata["tensor"]["shape"] == [4, 4, 1]
-
-
-def test_a_failed_job_is_one_line_exit_code_1_and_leaves_no_output(tmp_path):
-    _write_site(tmp_path)
-    (tmp_path / "images.csv").write_text(f"path\n{tmp_path / 'c0.png'}\n{tmp_path / 'missing.png'}\n")
-    result = run("featurize", "images.csv", "out", "--input-col", "path", "--handle-invalid", "error",
-                 "--master", "local[2]", cwd=tmp_path)
-    assert result.returncode == 1, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr and "at org.apache" not in result.stderr, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("sparkimg-ml featurize: failed: ImageUrlFeaturizer could not read"), last
-    assert "missing.png: not_found" in last
-    assert not (tmp_path / "out").exists()  # a retry is not blocked by an empty folder
-
-
-@pytest.mark.claim("The sparkimg-ml command line: featurize, preview, doctor; a mistake is one line with exit code 2")
-def test_preview_writes_a_contact_sheet_with_failures_marked(tmp_path):
-    _write_site(tmp_path)
-    paths = [str(tmp_path / f"c{i}.png") for i in range(3)] + [str(tmp_path / "missing.png")]
-    pq.write_table(pa.table({"path": paths, "n": list(range(4))}), tmp_path / "images.parquet")
-    result = run("preview", "images.parquet", "--input-col", "path", "-o", "sheet.html", "-n", "10",
-                 "--caption", "n", "--master", "local[2]", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "wrote sheet.html: 4 images, 1 failed" in result.stdout
-    page = (tmp_path / "sheet.html").read_text(encoding="utf-8")
-    assert page.count('data-tile="ok"') == 3 and page.count('data-tile="failed"') == 1
-    assert "not_found" in page

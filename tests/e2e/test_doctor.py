@@ -18,8 +18,8 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from sparkimg_ml import __version__, _doctor
-from sparkimg_ml.cli import main
+from sparkimg_ml import __version__
+from sparkimg_ml.cli import doctor, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ def test_doctor_says_when_the_installed_metadata_is_another_version(declared_by,
     declared_by(["numpy>=1.20"], [], version="0.0.1")
     main(["doctor"])
     assert (f"  note     the installed metadata is sparkimg_ml 0.0.1, but this is {__version__} from "
-            f"{Path(_doctor.__file__).parent}: the checks follow that metadata") in capsys.readouterr().out
+            f"{Path(doctor.__file__).parent.parent}: the checks follow that metadata") in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("python", "pyspark", "java", "expected"), [
@@ -103,14 +103,14 @@ def test_doctor_says_when_the_installed_metadata_is_another_version(declared_by,
     ((3, 10), "4.3.0", 17, ["ok", "UNSUPPORTED", "ok"]),
 ])
 def test_supported_python_pyspark_java_combinations(monkeypatch, python, pyspark, java, expected):
-    monkeypatch.setattr(_doctor, "installed_version", {"numpy": "1.26.4", "pyarrow": "25.0.0", "pandas": "2.2.3"}.get)
-    checks = _doctor.python_pyspark_java(python, pyspark, java)
+    monkeypatch.setattr(doctor, "installed_version", {"numpy": "1.26.4", "pyarrow": "25.0.0", "pandas": "2.2.3"}.get)
+    checks = doctor.python_pyspark_java(python, pyspark, java)
     assert [c.status for c in checks] == expected, [c.line for c in checks]
 
 
 def test_pyspark_35_with_numpy_2_or_pyarrow_26_is_unsupported_and_names_the_constraints(monkeypatch):
-    monkeypatch.setattr(_doctor, "installed_version", {"numpy": "2.4.6", "pyarrow": "26.0.1", "pandas": "2.2.3"}.get)
-    lines = [c.line for c in _doctor.python_pyspark_java((3, 10), "3.5.9", 17) if c.status == "UNSUPPORTED"]
+    monkeypatch.setattr(doctor, "installed_version", {"numpy": "2.4.6", "pyarrow": "26.0.1", "pandas": "2.2.3"}.get)
+    lines = [c.line for c in doctor.python_pyspark_java((3, 10), "3.5.9", 17) if c.status == "UNSUPPORTED"]
     assert lines == [
         "pyspark 3.5 with numpy 2.4.6: needs numpy<2 (pip install -c constraints/pyspark-3.5.txt, or "
         "'numpy<2' 'pyarrow<26' 'pandas<3')",
@@ -125,7 +125,7 @@ def test_constraints_file_holds_the_pins_the_doctor_names():
             for line in lines if line}
     assert set(pins) == {"pyspark", "numpy", "pyarrow", "pandas"}
     assert "3.5.9" in pins["pyspark"] and "4.0.0" not in pins["pyspark"]
-    for name, (op, bound) in _doctor.PYSPARK_35_PINS.items():
+    for name, (op, bound) in doctor.PYSPARK_35_PINS.items():
         assert Version(bound) not in pins[name] and op == "<"
         assert Version(str(int(bound.split(".")[0]) - 1) + ".99") in pins[name]
 
@@ -137,18 +137,18 @@ VERSIONS = ["1.23.5", "1.24", "1.24.0", "1.26.4", "2.0", "2.0.0", "2.0.1", "2.1.
 
 @pytest.mark.parametrize("specifier", SPECIFIERS)
 def test_satisfies_agrees_with_packaging(specifier):
-    parsed = _doctor.parse_requirement("x" + specifier).specifier
+    parsed = doctor.parse_requirement("x" + specifier).specifier
     for version in VERSIONS:
-        assert _doctor.satisfies(version, parsed) == (Version(version) in SpecifierSet(specifier)), version
+        assert doctor.satisfies(version, parsed) == (Version(version) in SpecifierSet(specifier)), version
 
 
 def test_parse_requirement_reads_names_extras_markers():
-    requirement = _doctor.parse_requirement('moto[server]>=5.0; python_version >= "3.10" and extra == "test"')
+    requirement = doctor.parse_requirement('moto[server]>=5.0; python_version >= "3.10" and extra == "test"')
     assert (requirement.name, requirement.specifier, requirement.extra, requirement.marker) == (
         "moto", [(">=", "5.0")], "test", 'python_version >= "3.10"')
-    assert _doctor.parse_requirement("certifi").specifier == []
+    assert doctor.parse_requirement("certifi").specifier == []
     with pytest.raises(ValueError, match="cannot read the version specifier of 'numpy>=1.2 junk'"):
-        _doctor.parse_requirement("numpy>=1.2 junk")
+        doctor.parse_requirement("numpy>=1.2 junk")
 
 
 def test_doctor_spark_says_ship_when_executors_cannot_import_the_package(tmp_path):

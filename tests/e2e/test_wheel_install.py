@@ -184,7 +184,7 @@ def test_installed_wheel_runs_the_demo_help_and_a_featurize_job_its_executors_im
         from PIL import Image
         from pyspark.sql import SparkSession
         from sparkimg_ml import ImageUrlFeaturizer
-        from sparkimg_ml._doctor import executors_import
+        from sparkimg_ml.cli.doctor import executors_import
         from sparkimg_ml.errors import MissingDependencyError
 
         paths = []
@@ -241,7 +241,7 @@ def _install_extra(base: Path, wheel: Path, extra: str, root: Path, constraints:
         return extra, "pip failed: " + installed.stderr[-2000:]
     probe = textwrap.dedent(f"""
         import importlib, json, sys
-        from sparkimg_ml._doctor import check, declared
+        from sparkimg_ml.cli.doctor import check, declared
         modules = {EXTRA_MODULES[extra]!r}
         for name in modules:
             importlib.import_module(name)

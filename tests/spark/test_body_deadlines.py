@@ -305,7 +305,7 @@ def test_cli_featurize_keeps_a_dripping_row_with_a_timeout_reason(servers, tmp_p
     script = Path(sys.executable).with_name("sparkimg-ml")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_")}
     result = subprocess.run(
-        [str(script), "featurize", "images.csv", "out.parquet", "--input-col", "url", "--size", "8", "8",
+        [str(script), "featurize", "images.csv", "out.parquet", "--input-col", "url", "--size", "8x8",
          "--timeout", "2", "--master", "local[1]"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

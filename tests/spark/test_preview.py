@@ -196,6 +196,17 @@ def test_show_images_of_bytes_and_image_structs(spark, image_site):
     assert sorted(center(tile_pixels(grid, i)) for i in range(6)) == sorted(COLORS)
 
 
+def test_show_images_takes_its_fetch_limits_from_a_stage(spark, image_site):
+    base, _ = image_site
+    table = spark.createDataFrame([(f"{base}/c{i}.png",) for i in range(2)], "url string").coalesce(1)
+    assert show_images(table, "url", n=2, size=16).failed == 0
+    # The PNGs are a few hundred bytes: the featurizer's maxBytes of 16 refuses each of them.
+    limited = show_images(table, "url", n=2, size=16, fetch_options=ImageUrlFeaturizer(maxBytes=16))
+    assert [tile.failure.split(":")[0] for tile in limited.tiles] == ["too_large", "too_large"]
+    with pytest.raises(TypeError, match="fetch_options must be a FetchOptions or a stage with fetch Params"):
+        show_images(table, "url", fetch_options={"maxBytes": 16})
+
+
 @pytest.mark.compat
 def test_show_images_side_by_side_shows_source_and_what_the_model_sees(spark, image_site):
     base, _ = image_site

@@ -184,6 +184,23 @@ def test_the_import_graph_in_the_docs_is_current():
     assert written == render_graph(), "docs/architecture.md's import graph is stale: python tests/unit/test_architecture.py --write"
 
 
+def test_every_relative_import_names_a_module_of_the_package():
+    # The graph above skips names that are not modules; a relative import that resolves to nothing
+    # (``from ._version import ...`` in a module moved one folder down) would otherwise pass unseen
+    # until the line runs.
+    modules = _modules()
+    broken = []
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if target not in modules:
+                    broken.append(f"{module} line {node.lineno}: {'.' * node.level}{node.module or ''} -> {target}")
+    assert not broken, "relative imports of no module:\n" + "\n".join(broken)
+
+
 def test_stage_modules_stay_where_saved_stages_find_them():
     import sparkimg_ml
 

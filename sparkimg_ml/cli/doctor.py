@@ -1,4 +1,4 @@
-"""What ``sparkimg-ml doctor`` checks: declared dependencies, extras, supported versions, executors.
+"""``sparkimg-ml doctor``: declared dependencies, extras, supported versions, codecs, executors.
 
 Everything here reads the *installed* distribution's metadata (``importlib.metadata``),
 so the doctor checks exactly what ``install_requires`` and the extras declare and
@@ -8,11 +8,21 @@ strings are parsed here (``packaging`` is not a dependency).
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
 import re
+import shutil
+import subprocess
+import sys
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+
+from .commands import one_line
+from .spark import DRIVER_JAVA_OPTIONS, LOG_CONFIG, parse_confs
 
 DISTRIBUTION = "sparkimg_ml"
 #: Extras that are for developing the package, not for using it.
@@ -308,7 +318,7 @@ def executors_import(spark: Any) -> Check:
     """
     import operator
 
-    from ._version import __version__
+    from .._version import __version__
 
     try:
         found = (spark.sparkContext.parallelize([DISTRIBUTION], 1).map(importlib.import_module)
@@ -333,3 +343,149 @@ def executors_import(spark: Any) -> Check:
         return Check(FAILED, f"executors import sparkimg_ml {version} ({path}), the driver {__version__}: "
                             "call sparkimg_ml.ship(spark) or install the same version on the executors")
     return Check(OK, f"executors import sparkimg_ml {version} ({path})")
+
+
+# --------------------------------------------------------------------------- the command
+
+def _java_version() -> tuple[str | None, str]:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else (shutil.which("java") or "java")
+    try:
+        result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, java
+    found = re.search(r'version "([^"]+)"', result.stderr + result.stdout)
+    return (found.group(1) if found else None), java
+
+
+def _distribution_version(name: str) -> str | None:
+    return installed_version(name)
+
+
+def _print_check(check: Any) -> None:
+    print(f"  {check.status:<8} {check.line}")
+
+
+def _doctor_dependencies() -> int:
+    """Check ``install_requires`` and the extras as the installed metadata declares them; problems found."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    problems = 0
+    try:
+        core, extras = declared()
+    except metadata.PackageNotFoundError:
+        print("  MISSING  sparkimg_ml's installed metadata: this copy is imported from a source folder; install "
+              "it (pip install sparkimg_ml, or pip install -e . in a checkout) so its dependencies can be checked")
+        return 1
+    meta_version = installed_version("sparkimg_ml")
+    if meta_version != __version__:
+        print(f"  note     the installed metadata is sparkimg_ml {meta_version}, but this is {__version__} from "
+              f"{Path(__file__).parent.parent}: the checks follow that metadata; reinstall to refresh it")
+    print("dependencies (install_requires):")
+    for requirement in core:
+        found = check(requirement, f"pip install '{requirement.text}'")
+        problems += not found.ok
+        _print_check(found)
+
+    print("optional extras:")
+    for extra, requirements in sorted(extras.items()):
+        hint = f"pip install 'sparkimg_ml[{extra}]'"
+        results = [check(requirement, hint) for requirement in requirements]
+        broken = [r for r in results if r.status == "FAILED"]
+        absent = [req.name for req, r in zip(requirements, results) if r.status == "MISSING"]
+        problems += len(broken)
+        modules = ", ".join(f"{module_name(req.name)}" for req in requirements)
+        if broken:
+            for result in broken:
+                print(f"  FAILED   [{extra}] {result.line}")
+        elif absent:
+            print(f"  no       [{extra}] needs {', '.join(absent)} -> {hint}")
+        else:
+            print(f"  ok       [{extra}] {', '.join(r.line for r in results)} (imported: {modules})")
+        if extra == "hdfs":
+            libhdfs = os.environ.get("ARROW_LIBHDFS_DIR") or os.environ.get("HADOOP_HOME")
+            print("           hdfs:// also needs Hadoop's libhdfs and a JVM, which pip cannot install: "
+                  + (f"found {libhdfs}" if libhdfs else "set HADOOP_HOME (or ARROW_LIBHDFS_DIR) where they are")
+                  + "; webhdfs:// needs only this extra")
+    return problems
+
+
+def _doctor_spark(args: argparse.Namespace) -> int:
+    """Start a session the way the user's jobs do and prove its executors can import the package."""
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    from pyspark.sql import SparkSession
+
+    worker_python = os.environ.get("PYSPARK_PYTHON")
+    print(f"executors (--spark, master {args.master}; Python workers run "
+          f"{worker_python or 'python3 from PATH'} unless the cluster sets its own):")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (SparkSession.builder.master(args.master).appName("sparkimg-ml doctor")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config(DRIVER_JAVA_OPTIONS, f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"))
+    for key, value in parse_confs(args.conf).items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - no session is the finding
+        print(f"  FAILED   could not start Spark: {one_line(exc)}")
+        return 1
+    try:
+        spark.sparkContext.setLogLevel("FATAL")
+        found = executors_import(spark)
+    finally:
+        spark.stop()
+    _print_check(found)
+    return 0 if found.ok else 1
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """``sparkimg-ml doctor``: what is installed, what is missing and what to install; 0 when all is well."""
+    from PIL import Image, features
+
+    from .. import __version__
+    from ..image import ACCEPTED_FORMATS
+
+    problems = 0
+    print(f"sparkimg_ml {__version__} on Python {sys.version.split()[0]} ({sys.executable})")
+    version, java = _java_version()
+    major_match = re.match(r"(?:1\.)?(\d+)", version or "")  # "1.8.0_392" is Java 8, "17.0.15" Java 17
+    major = int(major_match.group(1)) if major_match else 0
+    if major >= 17:
+        print(f"  ok       Java {version} ({java})")
+    else:
+        problems += 1
+        found = f"Java {version}" if version else "no Java"
+        print(f"  MISSING  {found} at {java}: Spark needs Java 17 or newer. Debian/Ubuntu: "
+              "sudo apt-get install -y openjdk-17-jre-headless, or set JAVA_HOME to a JDK 17+")
+    problems += _doctor_dependencies()
+
+    print(f"supported combinations: {supported_summary()}")
+    combination = python_pyspark_java(sys.version_info[:2], _distribution_version("pyspark"), major or None)
+    for finding in combination:
+        problems += not finding.ok
+        _print_check(finding)
+
+    print("image codecs (Pillow):")
+    turbo = features.check_feature("libjpeg_turbo")
+    jpeg_version = features.version_codec("jpg")
+    print(f"  {'ok' if jpeg_version else 'MISSING':<8} JPEG {jpeg_version or ''}"
+          f"{' (libjpeg-turbo)' if turbo else ' (not libjpeg-turbo: slower decoding)' if jpeg_version else ''}")
+    for label, module in (("WebP", "webp"), ("AVIF", "avif")):
+        try:
+            present = bool(features.check_module(module))
+        except ValueError:  # a Pillow too old to know the module
+            present = False
+        hint = "" if present else f": this Pillow cannot read {label}; a newer Pillow wheel (pip install -U Pillow) can"
+        print(f"  {'ok' if present else 'no':<8} {label}{hint}")
+    readable = [name for name in ACCEPTED_FORMATS if name in Image.OPEN]
+    print(f"  formats read by the featurizer: {', '.join(readable)}")
+
+    if args.spark and not problems:
+        problems += _doctor_spark(args)
+    elif args.spark:
+        print("executors: not checked (fix the problems above first)")
+    print("everything needed is present" if not problems else f"{problems} problem(s) found")
+    return 0 if not problems else 1
+
