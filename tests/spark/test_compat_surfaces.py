@@ -89,7 +89,10 @@ def test_cross_validator_over_the_featurizer_reloads_in_a_new_process(digit_site
     there = _predict_in_new_process("crossvalidator", path, sample, tmp_path)
     assert there.pop("avgMetrics") == model.avgMetrics
     assert there == here and len(here) == 30
-    assert CrossValidatorModel.load(str(path)).avgMetrics == model.avgMetrics
+    loaded = CrossValidatorModel.load(str(path))
+    assert loaded.avgMetrics == model.avgMetrics
+    # imageSize is a list-valued Param: the saved grid gives the lists back, in order.
+    assert [m[loaded.bestModel.stages[0].imageSize] for m in loaded.getEstimatorParamMaps()] == [[8, 8], [6, 6]]
 
 
 # Not in the compatibility matrix: pyspark.ml.tuning saves and loads it with the same machinery as

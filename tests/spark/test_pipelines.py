@@ -1,4 +1,4 @@
-"""Real data end to end: digits over loopback HTTP, Pipeline/PipelineModel/CrossValidator, persistence."""
+"""Real data end to end: digits over loopback HTTP, Pipeline/PipelineModel persistence (CrossValidator: test_compat_surfaces.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import MultilayerPerceptronClassifier
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.feature import PCA
-from pyspark.ml.tuning import CrossValidator, CrossValidatorModel
 from repo_paths import RESOURCES, SUPPORT
 
 from sparkimg_ml import ImageUrlFeaturizer, TensorReshaper
@@ -84,44 +82,6 @@ def test_pipeline_model_loads_in_a_new_process_with_identical_predictions(spark,
     assert isinstance(featurizer, ImageUrlFeaturizer)
     assert featurizer.getImageSize() == [8, 8] and featurizer.getColorMode() == "L"
     assert featurizer.getErrorCol() == "image_error"
-
-
-@pytest.mark.claim("CrossValidator tunes featurizer Params; the fitted model saves and loads in a new process")
-def test_cross_validator_tunes_featurizer_and_model_params_and_persists(spark, digits, tmp_path, record_property):
-    _, train, test = digits
-    featurizer = ImageUrlFeaturizer(inputCol="url", outputCol="pixels", imageSize=[8, 8], colorMode="L",
-                                    handleInvalid="skip")
-    pca = PCA(k=12, inputCol="pixels", outputCol="pca")
-    mlp = MultilayerPerceptronClassifier(featuresCol="pca", labelCol="label", layers=[12, 24, 10],
-                                         maxIter=60, seed=3)
-    # Layer sizes must follow k, so the maps are written out rather than a full product grid.
-    grid = [
-        {featurizer.imageSize: size, pca.k: k, mlp.layers: [k, 24, 10]}
-        for size in ([8, 8], [6, 6]) for k in (8, 16)
-    ]
-    evaluator = MulticlassClassificationEvaluator(labelCol="label", metricName="accuracy")
-    cv = CrossValidator(estimator=Pipeline(stages=[featurizer, pca, mlp]), estimatorParamMaps=grid,
-                        evaluator=evaluator, numFolds=2, parallelism=2, seed=5)
-    cv_model = cv.fit(train.limit(500))
-    record_property("avgMetrics", cv_model.avgMetrics)  # in the compatibility matrix's JUnit reports
-    assert len(cv_model.avgMetrics) == 4 and max(cv_model.avgMetrics) > 0.8
-    best = cv_model.bestModel.stages
-    best_index = max(range(4), key=lambda i: cv_model.avgMetrics[i])
-    assert best[0].getImageSize() == grid[best_index][featurizer.imageSize]
-    assert best[1].getK() == grid[best_index][pca.k]
-
-    path = tmp_path / "cv_model"
-    cv_model.write().overwrite().save(str(path))
-    loaded = CrossValidatorModel.load(str(path))
-    assert loaded.avgMetrics == cv_model.avgMetrics
-    assert [m[featurizer.imageSize] for m in loaded.getEstimatorParamMaps()] == [[8, 8], [8, 8], [6, 6], [6, 6]]
-
-    sample = test.where("url IS NOT NULL").limit(40)
-    here = {str(r["id"]): [r["prediction"], r["probability"].toArray().tolist()]
-            for r in cv_model.transform(sample).select("id", "prediction", "probability").collect()}
-    there = _predict_in_new_process("crossvalidator", path, sample, tmp_path)
-    assert there.pop("avgMetrics") == cv_model.avgMetrics
-    assert there == here
 
 
 @pytest.mark.compat
