@@ -70,7 +70,7 @@ notebooks: java-check $(STAMP)
 	$(BIN)/python tests/support/notebook_runner.py notebooks/*.ipynb
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check --isolated --select E,F,W,B --extend-ignore E402,E501,B905 sparkimg_ml tests benchmarks .ci
+	$(BIN)/python -m ruff check sparkimg_ml tests benchmarks .ci  # rules: pyproject.toml
 	$(BIN)/python -m mypy
 
 # The release artifacts: wheel + sdist in dist/, checked as a package index would render them.

@@ -30,9 +30,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,8 @@ def build_resnet18(path: Path, seed: int = 0) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    nodes: List[Any] = []
-    weights: List[Any] = []
+    nodes: list[Any] = []
+    weights: list[Any] = []
 
     def conv(x: str, name: str, c_in: int, c_out: int, k: int, stride: int, relu: bool) -> str:
         w = rng.normal(0, np.sqrt(2.0 / (c_in * k * k)), (c_out, c_in, k, k)).astype(np.float32)
@@ -156,7 +157,7 @@ def _pandas_udf(frame: Any, model: Path) -> Any:
     return frame.select("id", embed("path").alias("embedding"))
 
 
-def _ceiling(paths: List[str], model: Path, batch_size: int = 64) -> np.ndarray:
+def _ceiling(paths: list[str], model: Path, batch_size: int = 64) -> np.ndarray:
     """The stage's own decode on a two-thread pool, the same model in one two-thread session."""
     from sparkimg_ml.fetch import Fetcher
     from sparkimg_ml.image import preprocess_bytes
@@ -181,7 +182,7 @@ def _first_rows(frame: Any, count: int) -> np.ndarray:
     return np.asarray([np.asarray(r["embedding"], np.float32) for r in rows])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--images", type=int, default=256, help="photos embedded per contender (default 256)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the table (default 4)")
@@ -208,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if cosine.min() < 0.99:
                 raise AssertionError(f"{name} embeddings differ from the ceiling's")
         tree = ProcessTree(jvm_pid=jvm_pid(spark))
-        samples: Dict[str, Sample] = {}
+        samples: dict[str, Sample] = {}
         for name in CONTENDERS:
             with Measurement(tree) as measured:
                 if name == "ceiling":

@@ -30,7 +30,8 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import psutil
@@ -94,7 +95,7 @@ def _source(spark: Any, rows: int, partitions: int, input_format: str = "vector"
             .withMetadata("features", metadata))
 
 
-def _contenders(source: Any, output_type: str) -> Dict[str, Any]:
+def _contenders(source: Any, output_type: str) -> dict[str, Any]:
     from pyspark.ml.linalg import DenseVector, VectorUDT
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, FloatType
@@ -139,14 +140,14 @@ def _check(name: str, frame: Any, output_type: str, input_format: str = "vector"
             raise AssertionError(f"{name} differs from numpy on row {row.id}")
 
 
-def _measure(frame: Any) -> Dict[str, float]:
+def _measure(frame: Any) -> dict[str, float]:
     """Wall and process-tree CPU seconds of evaluating every row of ``frame`` into the noop sink."""
     cpu, wall = _tree_cpu_seconds(), time.perf_counter()
     frame.write.format("noop").mode("overwrite").save()
     return {"wall": time.perf_counter() - wall, "cpu": _tree_cpu_seconds() - cpu}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows of 3072 floats (default 100000)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per contender (default 2)")
@@ -168,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         frames = _contenders(source, args.output_type)
         for name, frame in frames.items():
             _check(name, frame, args.output_type, args.input)
-        samples: Dict[str, List[Dict[str, float]]] = {name: [] for name in frames}
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in frames}
         for repeat in range(args.repeats):
             for name, frame in frames.items():
                 sample = _measure(frame)

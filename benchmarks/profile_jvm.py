@@ -23,8 +23,8 @@ import os
 import subprocess
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 #: (group, substrings of a frame's "class.method") in matching order, most specific first.
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (

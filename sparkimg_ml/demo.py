@@ -26,8 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -35,7 +35,7 @@ from PIL import Image
 EXTRA_COLUMNS = 120
 
 
-def write_digits_pngs(directory: Path) -> List[Tuple[str, int]]:
+def write_digits_pngs(directory: Path) -> list[tuple[str, int]]:
     """Write scikit-learn's digits as 8x8 grayscale PNGs; return ``(file name, label)`` pairs.
 
     The 0..16 intensities are stretched to 0..255 so the PNGs look like ordinary images.
@@ -79,7 +79,7 @@ def serve_directory(directory: Path) -> Iterator[str]:
         server.server_close()
 
 
-def digits_frame(spark, base_url: str, pairs: List[Tuple[str, int]], broken: int = 6,
+def digits_frame(spark, base_url: str, pairs: list[tuple[str, int]], broken: int = 6,
                  extra_columns: int = EXTRA_COLUMNS):
     """A wide DataFrame: ``id``, ``url``, ``label`` and ``extra_columns`` unrelated columns.
 
@@ -88,7 +88,7 @@ def digits_frame(spark, base_url: str, pairs: List[Tuple[str, int]], broken: int
     """
     from pyspark.sql import functions as F
 
-    rows: List[Tuple[int, Optional[str], int]] = [
+    rows: list[tuple[int, str | None, int]] = [
         (i, f"{base_url}/{name}", label) for i, (name, label) in enumerate(pairs)
     ]
     for j in range(broken):
@@ -121,7 +121,7 @@ def build_pipeline(k: int = 24, hidden: int = 48, max_iter: int = 200, seed: int
     return Pipeline(stages=[featurizer, keep_readable, pca, mlp])
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="demo-output", help="where the PipelineModel is saved")
     args = parser.parse_args(argv)

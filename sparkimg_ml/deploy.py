@@ -21,15 +21,15 @@ import tempfile
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Set
+from typing import Any
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _lock = threading.Lock()
-_archives: Dict[str, Path] = {}
-_shipped: Set[str] = set()
+_archives: dict[str, Path] = {}
+_shipped: set[str] = set()
 
 
-def package_archive(directory: Optional[str] = None) -> Path:
+def package_archive(directory: str | None = None) -> Path:
     """A zip of the ``sparkimg_ml`` package this process imports, named by its content hash.
 
     Built once per process (and per ``directory``); ``directory`` defaults to a
@@ -86,7 +86,7 @@ def _session_key(spark: Any) -> str:
     return f"classic:{spark.sparkContext.applicationId}"
 
 
-def ship(spark: Any, directory: Optional[str] = None) -> Path:
+def ship(spark: Any, directory: str | None = None) -> Path:
     """Make the executors of ``spark`` able to import ``sparkimg_ml``; safe to call again.
 
     Zips the package this driver imports (:func:`package_archive`) and adds it to

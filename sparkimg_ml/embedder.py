@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark.ml import Transformer
@@ -32,9 +32,9 @@ from .model.providers import (
     with_device,
 )
 from .params.fetch import FetchParamValues, HasFetchParams
+from .params.fingerprint import HasFingerprint
 from .params.image import HasImageParams, ImageParamValues
 from .params.model import HasModelParams, ModelParamValues
-from .params.fingerprint import HasFingerprint
 from .params.persistence import StageReadable, StageWritable
 from .params.rows import HasInvalidRowParams, InvalidRowParamValues
 from .params.stage import (
@@ -287,7 +287,7 @@ class ImageEmbedder(
         })
 
     # -- serving ----------------------------------------------------------------
-    def embed(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:
+    def embed(self, images: ImageInput | list[ImageInput]) -> np.ndarray:
         """This stage's embeddings of one image or a list of images, without Spark.
 
         ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns a

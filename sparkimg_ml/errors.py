@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: Reason codes written to ``errorCol`` (the part before ``": "``), with their meaning.
@@ -177,7 +177,7 @@ _ROW_FAILURE = re.compile(
 )
 
 
-def find_row_failure(text: str) -> Optional[RowFailure]:
+def find_row_failure(text: str) -> RowFailure | None:
     """The :class:`RowFailure` inside an error's text (e.g. a Spark job failure wrapping it), or None.
 
     Examples

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark.ml import Transformer
@@ -14,8 +14,8 @@ from .engine.featurize import featurize_batches
 from .engine.udf import make_image_udf, udf_output_format
 from .local import ImageInput, preprocess_with
 from .params.fetch import FetchParamValues, HasFetchParams
-from .params.image import HasImageParams, ImageParamValues
 from .params.fingerprint import HasFingerprint
+from .params.image import HasImageParams, ImageParamValues
 from .params.keywords import KeywordParams
 from .params.output import HasOutputFormat
 from .params.persistence import StageReadable, StageWritable
@@ -102,7 +102,7 @@ class ImageUrlFeaturizer(
         return self._tensor_metadata(self._image_spec())
 
     # -- serving ----------------------------------------------------------------
-    def preprocess(self, images: Union[ImageInput, list[ImageInput]]) -> np.ndarray:
+    def preprocess(self, images: ImageInput | list[ImageInput]) -> np.ndarray:
         """Apply this stage's Params to one image or a list of images, without Spark.
 
         ``images`` may be URLs, paths, encoded bytes, or a list of them. Returns an

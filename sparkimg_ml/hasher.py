@@ -15,8 +15,8 @@ from .engine.udf import make_image_udf, udf_output_format
 from .image.fingerprint import make_fingerprint
 from .local import ImageInput, preprocess_with
 from .params.fetch import FetchParamValues, HasFetchParams
-from .params.hash import HasHashParams, HashParamValues
 from .params.fingerprint import HasFingerprint
+from .params.hash import HasHashParams, HashParamValues
 from .params.keywords import KeywordParams
 from .params.persistence import StageReadable, StageWritable
 from .params.rows import HasInvalidRowParams, InvalidRowParamValues

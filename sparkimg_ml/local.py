@@ -11,7 +11,7 @@ and it imports no stage.
 
 from __future__ import annotations
 
-from typing import Any, List, Union
+from typing import Any
 
 import numpy as np
 
@@ -22,14 +22,14 @@ from .params.image import HasImageParams
 from .params.output import HasOutputFormat
 from .schema import FINGERPRINT_KEY
 
-ImageInput = Union[str, bytes, bytearray, memoryview]
+ImageInput = str | bytes | bytearray | memoryview
 
 #: The featurizer's Params that name columns or handle bad rows: they do not
 #: change a value, so :func:`preprocess` accepts and ignores them.
 COLUMN_PARAMS = frozenset(("inputCol", "outputCol", "errorCol", "handleInvalid"))
 
 
-def preprocess_with(images: Union[ImageInput, List[ImageInput]], spec: ImageSpec,
+def preprocess_with(images: ImageInput | list[ImageInput], spec: ImageSpec,
                     options: FetchOptions, dtype: Any = np.float32) -> np.ndarray:
     """Values for one image (shape ``(size,)``) or a list (shape ``(n, size)``).
 
@@ -38,7 +38,7 @@ def preprocess_with(images: Union[ImageInput, List[ImageInput]], spec: ImageSpec
     Raises :class:`~sparkimg_ml.SourceError` for an image that cannot be read.
     """
     many = isinstance(images, (list, tuple))
-    items: List[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
+    items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
     for item in items:
         if not isinstance(item, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"expected a URL/path string or encoded image bytes, got {type(item).__name__}")
@@ -95,7 +95,7 @@ def preprocess_fingerprint(**params: Any) -> dict[str, Any]:
     return holder._tensor_metadata(holder._image_spec())[FINGERPRINT_KEY]
 
 
-def preprocess(images: Union[ImageInput, List[ImageInput]], **params: Any) -> np.ndarray:
+def preprocess(images: ImageInput | list[ImageInput], **params: Any) -> np.ndarray:
     """Featurize with :class:`~sparkimg_ml.ImageUrlFeaturizer` Params, without Spark.
 
     ``params`` are the featurizer's Params by name (``imageSize``, ``colorMode``,

@@ -11,7 +11,7 @@ higher-order functions and ``vector_to_array`` / ``array_to_vector``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from pyspark.ml import Transformer
 from pyspark.ml.functions import vector_to_array
@@ -55,8 +55,8 @@ class ReshaperParamValues(TypedDict, total=False):
 
     inputCol: str
     outputCol: str
-    shape: Optional[List[int]]
-    axes: Optional[List[int]]
+    shape: list[int] | None
+    axes: list[int] | None
     outputFormat: str
     handleInvalid: str
 
@@ -117,25 +117,25 @@ class TensorReshaper(
     DenseVector([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])
     """
 
-    shape: "Param[List[int]]" = Param(
+    shape: Param[list[int]] = Param(
         Params._dummy(), "shape",
         "shape the row-major values of each row are reshaped to, e.g. [32, 32, 3]; at most one -1 "
         "(inferred). Unset: the input's metadata['tensor']['shape'].",
         typeConverter=conv.shape_list,
     )
-    axes: "Param[List[int]]" = Param(
+    axes: Param[list[int]] = Param(
         Params._dummy(), "axes",
         "optional permutation applied after reshaping, with numpy transpose semantics: output axis "
         "i is input axis axes[i], e.g. [2, 0, 1] turns HWC into CHW. Unset: no transpose.",
         typeConverter=conv.axes_list,
     )
-    outputFormat: "Param[str]" = Param(
+    outputFormat: Param[str] = Param(
         Params._dummy(), "outputFormat",
         "form of the output column: 'nested' (arrays nested one level per dimension), 'array' "
         "(flat array in row-major order of the output shape) or 'vector' (flat dense Vector).",
         typeConverter=conv.one_of("outputFormat", RESHAPER_OUTPUT_FORMATS),
     )
-    handleInvalid: "Param[str]" = Param(
+    handleInvalid: Param[str] = Param(
         Params._dummy(), "handleInvalid",
         "how to handle rows whose number of values does not fit shape: 'error' (fail the job, "
         "naming the expected and found sizes), 'skip' (drop the row) or 'keep' (null output). "
@@ -156,23 +156,23 @@ class TensorReshaper(
                 f"{len(shape)} dimensions; axes must be a permutation of 0..{len(shape) - 1}."
             )
 
-    def getShape(self) -> Optional[List[int]]:
+    def getShape(self) -> list[int] | None:
         """Gets the value of shape, or None when it comes from the input's metadata."""
         return self.getOrDefault(self.shape) if self.isDefined(self.shape) else None
 
-    def setShape(self, value: List[int]) -> "TensorReshaper":
+    def setShape(self, value: list[int]) -> TensorReshaper:
         """Sets the value of :py:attr:`shape`."""
         return self._set(shape=value)
 
-    def getAxes(self) -> Optional[List[int]]:
+    def getAxes(self) -> list[int] | None:
         """Gets the value of axes, or None when no transpose is applied."""
         return self.getOrDefault(self.axes) if self.isDefined(self.axes) else None
 
-    def setAxes(self, value: List[int]) -> "TensorReshaper":
+    def setAxes(self, value: list[int]) -> TensorReshaper:
         """Sets the value of :py:attr:`axes`."""
         return self._set(axes=value)
 
-    def setHandleInvalid(self, value: str) -> "TensorReshaper":
+    def setHandleInvalid(self, value: str) -> TensorReshaper:
         """Sets the value of :py:attr:`handleInvalid`."""
         return self._set(handleInvalid=value)
 

@@ -87,7 +87,7 @@ def _unwrap_optional(hint: Any) -> Any:
     args = typing.get_args(hint)
     if typing.get_origin(hint) in _UNION_ORIGINS and type(None) in args:
         rest = [a for a in args if a is not type(None)]
-        return rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+        return rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007 - built at run time from a list
     return hint
 
 

@@ -9,7 +9,7 @@ or :data:`~sparkimg_ml.schema.UINT8` say.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,7 @@ from ..schema import ARRAY, LONG, UINT8, VECTOR
 #: Element type of the decoded blocks for each format. A Vector's float64 values
 #: are written directly (each one exactly the float32 value ``preprocess`` returns),
 #: which saves a widening pass over the block.
-BLOCK_DTYPES: Dict[str, np.dtype] = {VECTOR: np.dtype(np.float64), ARRAY: np.dtype(np.float32), UINT8: np.dtype(np.uint8)}
+BLOCK_DTYPES: dict[str, np.dtype] = {VECTOR: np.dtype(np.float64), ARRAY: np.dtype(np.float32), UINT8: np.dtype(np.uint8)}
 
 #: Arrow layout of ``pyspark.ml.linalg.VectorUDT().sqlType()``.
 VECTOR_STORAGE_TYPE = pa.struct([
@@ -41,7 +41,7 @@ def output_arrow_type(size: int, features_format: str = VECTOR) -> pa.DataType:
     return pa.struct([("features", features), ("error", pa.string())])
 
 
-def _validity(failed: np.ndarray) -> Optional[pa.Buffer]:
+def _validity(failed: np.ndarray) -> pa.Buffer | None:
     """Arrow validity bitmap (None when every row is valid)."""
     if not failed.any():
         return None

@@ -18,9 +18,10 @@ from __future__ import annotations
 import collections
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -83,7 +84,7 @@ class DecodedBlock:
 
     block: np.ndarray
     failed: np.ndarray
-    reasons: List[Optional[str]]
+    reasons: list[str | None]
 
 
 def _decode_slots() -> int:
@@ -95,12 +96,12 @@ def _decode_slots() -> int:
 class _RowDecoder:
     """Fetches one row and decodes it into its output row; shared by the pool threads of one task."""
 
-    def __init__(self, task: DecodeTask, fetcher: Optional[Fetcher]) -> None:
+    def __init__(self, task: DecodeTask, fetcher: Fetcher | None) -> None:
         self.task = task
         self.fetcher = fetcher
         self._decode_gate = threading.BoundedSemaphore(_decode_slots())
 
-    def __call__(self, work: Tuple[Any, np.ndarray]) -> Optional[SourceError]:
+    def __call__(self, work: tuple[Any, np.ndarray]) -> SourceError | None:
         item, out = work
         try:
             if item is None:
@@ -128,7 +129,7 @@ class _RowDecoder:
 def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any],
                  window: int) -> Iterator[Any]:
     """``map`` over ``items`` in order, keeping at most ``window`` calls in flight."""
-    pending: Deque[Future] = collections.deque()
+    pending: collections.deque[Future] = collections.deque()
     try:
         for item in items:
             pending.append(pool.submit(fn, item))
@@ -141,14 +142,14 @@ def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iter
             future.cancel()
 
 
-def _row_items(batch: pa.Array, kind: str) -> Tuple[List[Any], List[Any]]:
+def _row_items(batch: pa.Array, kind: str) -> tuple[list[Any], list[Any]]:
     """(work items, de-duplication keys) for one Arrow batch of the image column."""
     if isinstance(batch, pa.ChunkedArray):
         batch = batch.combine_chunks()
     if kind == IMAGE_STRUCT:
         columns = [batch.field(name).to_pylist() for name in IMAGE_STRUCT_FIELDS]
         valid = batch.is_valid().to_pylist()
-        items: List[Any] = [
+        items: list[Any] = [
             tuple(values) if ok and values[-1] is not None else None
             for ok, values in zip(valid, zip(*columns))
         ]
@@ -160,7 +161,7 @@ def _row_items(batch: pa.Array, kind: str) -> Tuple[List[Any], List[Any]]:
     return values, [None] * len(values)
 
 
-def _describe(item: Any, kind: str, origin: Optional[str]) -> str:
+def _describe(item: Any, kind: str, origin: str | None) -> str:
     if kind == IMAGE_STRUCT:
         return redact_source(origin) if origin else "<image struct>"
     return redact_source(item)
@@ -178,12 +179,12 @@ def _batch_blocks(batch: pa.Array, task: DecodeTask, decoder: _RowDecoder,
     # Identical sources in one batch are fetched and decoded once: a later row copies
     # the values of the first row with its source (``source_row``), which is kept
     # until its last copy (``last_copy``).
-    first_row: Dict[Any, int] = {}
+    first_row: dict[Any, int] = {}
     source_row = [row if key is None else first_row.setdefault(key, row) for row, key in enumerate(keys)]
     last_copy = {source: row for row, source in enumerate(source_row) if source != row}
-    kept: Dict[int, Tuple[np.ndarray, Optional[SourceError]]] = {}
+    kept: dict[int, tuple[np.ndarray, SourceError | None]] = {}
 
-    blocks: Dict[int, np.ndarray] = {}
+    blocks: dict[int, np.ndarray] = {}
 
     def block_of(index: int) -> np.ndarray:
         # Allocated on first use, by the look-ahead of the submissions or by the consumer.
@@ -192,7 +193,7 @@ def _batch_blocks(batch: pa.Array, task: DecodeTask, decoder: _RowDecoder,
             blocks[index] = np.zeros((count, task.spec.size), dtype=task.block_dtype)
         return blocks[index]
 
-    def work() -> Iterator[Tuple[Any, np.ndarray]]:
+    def work() -> Iterator[tuple[Any, np.ndarray]]:
         # Runs on the consuming thread (inside ``next(results)``), so ``blocks`` needs no lock.
         for row in range(rows):
             if source_row[row] == row:
@@ -203,7 +204,7 @@ def _batch_blocks(batch: pa.Array, task: DecodeTask, decoder: _RowDecoder,
     for index, start in enumerate(range(0, rows, block_rows)):
         block = block_of(index)
         failed = np.zeros(len(block), dtype=bool)
-        reasons: List[Optional[str]] = [None] * len(block)
+        reasons: list[str | None] = [None] * len(block)
         for offset, row in enumerate(range(start, start + len(block))):
             source = source_row[row]
             if source == row:

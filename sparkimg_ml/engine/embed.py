@@ -15,9 +15,10 @@ This module knows Spark's batch shapes but no Params: the stage passes an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -124,9 +125,9 @@ def embed_batches(batches: Iterable[pa.Array], task: EmbedTask) -> Iterator[pa.S
     decode = dataclasses.replace(task.images, features_format=UINT8, stage_name="ImageEmbedder")
     fields = list(output_arrow_type(task.output_size, task.images.features_format))
     inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparkimg_ml-inference")
-    pending: Optional[Tuple[Future, DecodedBlock]] = None
+    pending: tuple[Future, DecodedBlock] | None = None
 
-    def finish(running: Tuple[Future, DecodedBlock]) -> pa.StructArray:
+    def finish(running: tuple[Future, DecodedBlock]) -> pa.StructArray:
         future, decoded = running
         return pa.StructArray.from_arrays(
             [features_array(future.result(), decoded.failed, task.images.features_format),

@@ -12,8 +12,8 @@ build the Vector on the JVM side.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable, Iterator
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ def _vector_results_supported() -> bool:
     return (major, minor) >= (4, 3)
 
 
-def udf_output_format(wanted: str, use_arrow_udf: Optional[bool] = None) -> str:
+def udf_output_format(wanted: str, use_arrow_udf: bool | None = None) -> str:
     """The form the UDF returns for ``wanted``: a Vector only where Spark lets a UDF return one, else ``array``.
 
     Examples
@@ -57,7 +57,7 @@ def udf_output_format(wanted: str, use_arrow_udf: Optional[bool] = None) -> str:
 
 
 def make_image_udf(run: BatchFunction, output_format: str, input_kind: str,
-                   use_arrow_udf: Optional[bool] = None) -> Any:
+                   use_arrow_udf: bool | None = None) -> Any:
     """A vectorised UDF over the image column that runs ``run`` on its batches.
 
     ``output_format`` must be what :func:`udf_output_format` returned (the form
@@ -78,14 +78,15 @@ def make_image_udf(run: BatchFunction, output_format: str, input_kind: str,
 
     string_input = input_kind == SOURCE
 
-    def to_arrow(series: Union[pd.Series, pd.DataFrame]) -> pa.Array:
+    def to_arrow(series: pd.Series | pd.DataFrame) -> pa.Array:
         if isinstance(series, pd.DataFrame):  # struct columns arrive as DataFrames
             return pa.array(series.to_dict("records"))
         # pandas 3 gives NaN for a null string: anything not text or bytes is a null source.
         values = [v if isinstance(v, (str, bytes, bytearray)) else None for v in series.to_list()]
         return pa.array(values, type=pa.string() if string_input else pa.binary())
 
-    def run_pandas(series_batches: Iterator[Union[pd.Series, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
+    # pyspark reads the UDF kind from these hints and understands typing.Union, not X | Y.
+    def run_pandas(series_batches: Iterator[Union[pd.Series, pd.DataFrame]]) -> Iterator[pd.DataFrame]:  # noqa: UP007
         for out in run(map(to_arrow, series_batches)):
             features = out.field("features")
             if output_format in (UINT8, LONG):

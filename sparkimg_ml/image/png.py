@@ -42,7 +42,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -145,7 +145,7 @@ def _keyword(body: memoryview) -> bytes:
     return head.split(b"\0", 1)[0]
 
 
-def plain_png_mode(data: bytes | bytearray | memoryview, color_managed: bool = False) -> Optional[str]:
+def plain_png_mode(data: bytes | bytearray | memoryview, color_managed: bool = False) -> str | None:
     """The Pillow mode of ``data`` if it is a PNG libspng decodes exactly as Pillow does, else None.
 
     ``color_managed``: the caller converts embedded ICC profiles, which libspng does not
@@ -263,7 +263,7 @@ def without_unreadable_metadata(data: bytes | bytearray | memoryview) -> bytes |
     return b"".join([bytes(view[:8]), *kept, bytes(view[last:])])
 
 
-def _decode(data: bytes, size: int) -> Optional[np.ndarray]:
+def _decode(data: bytes, size: int) -> np.ndarray | None:
     """libspng's decode of ``data`` into ``size`` bytes, or None when it refuses the file."""
     lib: Any = _LIBSPNG
     ctx = lib.spng_ctx_new(0)
@@ -286,7 +286,7 @@ def _decode(data: bytes, size: int) -> Optional[np.ndarray]:
 
 
 def decode_plain_png(data: bytes | bytearray | memoryview, max_pixels: int,
-                     color_managed: bool = False) -> Optional[Image.Image]:
+                     color_managed: bool = False) -> Image.Image | None:
     """The decoded image for a plain PNG within ``max_pixels`` (and Pillow's bomb limit), else None.
 
     None means "use Pillow": not a plain PNG (see :func:`plain_png_mode` for

@@ -29,8 +29,9 @@ import json
 import os
 import threading
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ MODEL_READ_TIMEOUT = 900.0
 #: which device each Python worker uses.
 SESSION_LOG_ENV = "SPARKIMG_ML_SESSION_LOG"
 
-Dim = Optional[int]
+Dim = int | None
 
 
 class ModelError(ValueError):
@@ -92,7 +93,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def model_fetch_options(fetch: Optional[FetchOptions] = None, uri: str = "") -> FetchOptions:
+def model_fetch_options(fetch: FetchOptions | None = None, uri: str = "") -> FetchOptions:
     """Options for reading a model file, from the image-reading options.
 
     Headers and storage options (credentials as ``env:NAME``) carry over; the
@@ -113,7 +114,7 @@ def model_fetch_options(fetch: Optional[FetchOptions] = None, uri: str = "") -> 
     )
 
 
-def read_model_bytes(uri: str, fetch: Optional[FetchOptions] = None) -> bytes:
+def read_model_bytes(uri: str, fetch: FetchOptions | None = None) -> bytes:
     """The bytes of the model at ``uri``; raises :class:`ModelError` naming the URI and the cause.
 
     Examples
@@ -138,11 +139,11 @@ class ModelInput:
     """The image input of a model: its name, shape (None for a free dimension) and element type."""
 
     name: str
-    shape: Tuple[Dim, ...]
+    shape: tuple[Dim, ...]
     element_type: str
 
     @property
-    def layout(self) -> Optional[str]:
+    def layout(self) -> str | None:
         """``"NCHW"`` or ``"NHWC"`` when the fixed dimensions tell, else None.
 
         A fixed dimension of 1, 3 or 4 in second position marks NCHW, in last
@@ -157,21 +158,21 @@ class ModelInput:
             return "NHWC"
         return None
 
-    def dims(self, layout: str) -> Tuple[Dim, Dim, Dim]:
+    def dims(self, layout: str) -> tuple[Dim, Dim, Dim]:
         """(height, width, channels) of this input read in ``layout``."""
         if layout == "NCHW":
             return self.shape[2], self.shape[3], self.shape[1]
         return self.shape[1], self.shape[2], self.shape[3]
 
     @property
-    def image_size(self) -> Optional[List[int]]:
+    def image_size(self) -> list[int] | None:
         """``[height, width]`` when the layout is known and both are fixed, else None."""
         if self.layout is None:
             return None
         height, width, _ = self.dims(self.layout)
         return [height, width] if height is not None and width is not None else None
 
-    def check(self, layout: str, height: int, width: int, channels: int) -> Optional[str]:
+    def check(self, layout: str, height: int, width: int, channels: int) -> str | None:
         """Why a ``(height, width, channels)`` image in ``layout`` does not fit, or None when it does."""
         wanted = (1, channels, height, width) if layout == "NCHW" else (1, height, width, channels)
         for axis, (have, want) in enumerate(zip(self.shape, wanted)):
@@ -186,10 +187,10 @@ class ModelOutput:
     """One graph output: its name and shape (None for a free dimension)."""
 
     name: str
-    shape: Tuple[Dim, ...]
+    shape: tuple[Dim, ...]
 
     @property
-    def fixed_size(self) -> Optional[int]:
+    def fixed_size(self) -> int | None:
         """Values per image when every dimension after the batch one is fixed, else None."""
         size = 1
         for dim in self.shape[1:]:
@@ -211,7 +212,7 @@ def describe_shape(shape: Sequence[Dim]) -> str:
                            for i, d in enumerate(shape)) + "]"
 
 
-def _dims_of(shape: Any) -> Tuple[Dim, ...]:
+def _dims_of(shape: Any) -> tuple[Dim, ...]:
     # onnxruntime reports a free dimension as None or as its symbolic name (a str).
     return tuple(d if isinstance(d, int) and d > 0 else None for d in (shape or ()))
 
@@ -224,7 +225,7 @@ class LoadedModel:
         self.sha256 = sha256
         self.session = session
         #: The model's ``metadata_props`` (e.g. the preprocessing :func:`~sparkimg_ml.model.export.export_onnx` records).
-        self.metadata: Dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
+        self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         inputs = session.get_inputs()
         self.outputs = [ModelOutput(o.name, _dims_of(o.shape)) for o in session.get_outputs()]
         where = redact_source(uri)
@@ -250,7 +251,7 @@ class LoadedModel:
                 "[N, H, W, C]."
             )
 
-    def output(self, name: Optional[str]) -> ModelOutput:
+    def output(self, name: str | None) -> ModelOutput:
         """The output called ``name`` (the first output when None); :class:`ModelError` if none is."""
         if name is None:
             return self.outputs[0]
@@ -275,12 +276,12 @@ class LoadedModel:
         return result.reshape(batch.shape[0], -1).astype(np.float32, copy=False)
 
 
-_CACHE: Dict[Tuple[str, Optional[str], int, str], LoadedModel] = {}
+_CACHE: dict[tuple[str, str | None, int, str], LoadedModel] = {}
 _LOADS: Counter = Counter()
 _LOCK = threading.Lock()
 
 
-def default_threads(task_cpus: Optional[int] = None) -> int:
+def default_threads(task_cpus: int | None = None) -> int:
     """Intra-op threads for a session when none are configured.
 
     With ``task_cpus`` (the CPUs Spark gives a task) that share; without it,
@@ -292,7 +293,7 @@ def default_threads(task_cpus: Optional[int] = None) -> int:
     return max(1, min(int(task_cpus), os.cpu_count() or 1))
 
 
-def load_model(uri: str, sha256: Optional[str] = None, fetch: Optional[FetchOptions] = None,
+def load_model(uri: str, sha256: str | None = None, fetch: FetchOptions | None = None,
                intra_op_threads: int = 0, providers: Sequence[str] = DEFAULT_PROVIDERS,
                provider_options: Sequence[Mapping[str, Any]] | None = None,
                fallback: bool = False) -> LoadedModel:

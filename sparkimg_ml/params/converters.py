@@ -7,7 +7,8 @@ what is allowed so a configuration mistake says how to fix it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pyspark.ml.param import TypeConverters
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from pyspark.ml.param import Param, Params
 
@@ -29,11 +29,11 @@ class FetchParamValues(TypedDict, total=False):
     maxRetries: int
     maxRetryWait: float
     maxRedirects: int
-    headers: Optional[dict[str, str]]
+    headers: dict[str, str] | None
     blockPrivateNetworks: bool
-    allowedHosts: Optional[list[str]]
-    storageProtocols: Optional[list[str]]
-    storageOptions: Optional[dict[str, dict[str, Any]]]
+    allowedHosts: list[str] | None
+    storageProtocols: list[str] | None
+    storageOptions: dict[str, dict[str, Any]] | None
     maxRequestsPerSecondPerHost: float
     respectOptOut: bool
 

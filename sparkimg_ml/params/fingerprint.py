@@ -9,19 +9,19 @@ the stage so a loaded stage can say what it was saved with.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any
 
 from ..image.fingerprint import fingerprint_differences
 from ..schema import FINGERPRINT_KEY
 
-Expected = Union[str, Mapping[str, Any], None]
+Expected = str | Mapping[str, Any] | None
 
 
 class HasFingerprint:
     """Mixin: the preprocessing fingerprint of an image stage (found in its ``outputMetadata()``)."""
 
     #: Set by the stage reader to the fingerprint a loaded stage was saved with.
-    _saved_fingerprint: Optional[dict[str, Any]] = None
+    _saved_fingerprint: dict[str, Any] | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         """This stage's preprocessing fingerprint here and now: ``{"digest": ..., "components": {...}}``.
@@ -35,7 +35,7 @@ class HasFingerprint:
         # Every image stage records it in its output metadata; this is the same dict.
         return self.outputMetadata()[FINGERPRINT_KEY]  # type: ignore[attr-defined]
 
-    def savedFingerprint(self) -> Optional[dict[str, Any]]:
+    def savedFingerprint(self) -> dict[str, Any] | None:
         """The fingerprint this stage was saved with (``None`` for a stage not loaded from a file,
         or saved before 0.3.0)."""
         return self._saved_fingerprint

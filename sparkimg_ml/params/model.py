@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from pyspark.ml.param import Param, Params
 
@@ -142,7 +142,7 @@ class HasModelParams(RenamedOutputType):
         """Sets the value of :py:attr:`modelUri`."""
         return self._set(modelUri=value)
 
-    def getModelSha256(self) -> Optional[str]:
+    def getModelSha256(self) -> str | None:
         """Gets the value of modelSha256, or None when the checksum is not pinned."""
         return self.getOrDefault(self.modelSha256) if self.isDefined(self.modelSha256) else None
 
@@ -150,7 +150,7 @@ class HasModelParams(RenamedOutputType):
         """Sets the value of :py:attr:`modelSha256`."""
         return self._set(modelSha256=value)
 
-    def getOutputNode(self) -> Optional[str]:
+    def getOutputNode(self) -> str | None:
         """Gets the value of outputNode, or None for the model's first output."""
         return self.getOrDefault(self.outputNode) if self.isDefined(self.outputNode) else None
 

@@ -11,8 +11,8 @@ from pyspark.ml.param import Param, Params
 from ..image import ImageSpec
 from ..image.fingerprint import make_fingerprint
 from ..schema import (
-    FINGERPRINT_KEY,
     FEATURIZER_OUTPUT_FORMATS,
+    FINGERPRINT_KEY,
     LEGACY_OUTPUT_FORMAT_PARAM,
     ML_ATTR_KEY,
     TENSOR_KEY,

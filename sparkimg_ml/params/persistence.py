@@ -19,11 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 import pyspark
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsReader, DefaultParamsWritable, DefaultParamsWriter, MLWriter
+from pyspark.ml.util import (
+    DefaultParamsReadable,
+    DefaultParamsReader,
+    DefaultParamsWritable,
+    DefaultParamsWriter,
+    MLWriter,
+)
 
 from ..schema import FINGERPRINT_KEY
 from .fingerprint import HasFingerprint
-
 
 
 def _session_argument(reader_or_writer: Any) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasHandleInvalid
@@ -15,7 +15,7 @@ class InvalidRowParamValues(TypedDict, total=False):
     """``handleInvalid`` and ``errorCol`` as constructor keywords (for type checkers)."""
 
     handleInvalid: str
-    errorCol: Optional[str]
+    errorCol: str | None
 
 
 R = TypeVar("R", bound="HasInvalidRowParams")
@@ -33,14 +33,14 @@ class HasInvalidRowParams(HasHandleInvalid):
     ('keep', 'image_error')
     """
 
-    handleInvalid: "Param[str]" = Param(
+    handleInvalid: Param[str] = Param(
         Params._dummy(), "handleInvalid",
         "how to handle rows whose image cannot be fetched or decoded: 'error' (fail the job, naming "
         "the row's source and the cause), 'skip' (drop the row) or 'keep' (null vector; the reason "
         "goes to errorCol when set).",
         typeConverter=conv.one_of("handleInvalid", HANDLE_INVALID_OPTIONS),
     )
-    errorCol: "Param[str]" = Param(
+    errorCol: Param[str] = Param(
         Params._dummy(), "errorCol",
         "optional output column of failure reasons ('code: detail', null when the row is fine).",
         typeConverter=TypeConverters.toString,
@@ -54,7 +54,7 @@ class HasInvalidRowParams(HasHandleInvalid):
         """Sets the value of :py:attr:`handleInvalid`."""
         return self._set(handleInvalid=value)
 
-    def getErrorCol(self) -> Optional[str]:
+    def getErrorCol(self) -> str | None:
         """Gets the value of errorCol, or None when no reason column is written."""
         return self.getOrDefault(self.errorCol) if self.isDefined(self.errorCol) else None
 

@@ -10,7 +10,7 @@ bad rows, output form and metadata (:func:`add_image_output`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
@@ -38,7 +38,7 @@ class HasColumns(HasInputCol, HasOutputCol):
         return self._set(outputCol=value)
 
 
-def image_input_kind(dataset: DataFrame, stage: str, input_col: Optional[str], hint: str = "") -> str:
+def image_input_kind(dataset: DataFrame, stage: str, input_col: str | None, hint: str = "") -> str:
     """What the image column holds (:data:`SOURCE`, :data:`BINARY` or :data:`IMAGE_STRUCT`).
 
     Raises ``ValueError`` when the column is unset or missing and ``TypeError`` for a
@@ -150,7 +150,7 @@ def add_image_output(
     output_format: str,
     handle_invalid: str,
     output_col: str,
-    error_col: Optional[str],
+    error_col: str | None,
     metadata: dict[str, Any],
 ) -> DataFrame:
     """``dataset`` with the image UDF's output (and reasons) added: the tail of every image stage's ``_transform``.

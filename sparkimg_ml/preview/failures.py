@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any
 
 from ..errors import REASON_CODES, redact_source
 from .columns import as_text, column, require_column
@@ -21,7 +21,7 @@ class ReasonCount:
     reason: str
     count: int
     fraction: float
-    examples: Tuple[Tuple[Optional[str], str], ...] = ()
+    examples: tuple[tuple[str | None, str], ...] = ()
 
     @property
     def meaning(self) -> str:
@@ -36,9 +36,9 @@ class FailureReport:
     """Failed rows by reason: as rows (``reasons``), text, an HTML table and a Spark DataFrame."""
 
     total_rows: int
-    reasons: Tuple[ReasonCount, ...]
+    reasons: tuple[ReasonCount, ...]
     error_col: str
-    source_col: Optional[str] = None
+    source_col: str | None = None
     _spark: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -46,12 +46,12 @@ class FailureReport:
         """Rows with a reason."""
         return sum(reason.count for reason in self.reasons)
 
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         """``{reason code: rows}``, most frequent first."""
         return {reason.reason: reason.count for reason in self.reasons}
 
     @property
-    def dataframe(self) -> "DataFrame":
+    def dataframe(self) -> DataFrame:
         """The report as a Spark DataFrame: ``reason, count, fraction, meaning, examples<source, detail>``."""
         from pyspark.sql import SparkSession
 
@@ -102,12 +102,12 @@ class FailureReport:
         return self.to_html()
 
 
-def _split_reason(text: str) -> Tuple[str, str]:
+def _split_reason(text: str) -> tuple[str, str]:
     code, _, detail = text.partition(":")
     return code.strip(), detail.strip()
 
 
-def failure_report(df: "DataFrame", error_col: str, source_col: Optional[str] = None,
+def failure_report(df: DataFrame, error_col: str, source_col: str | None = None,
                    examples: int = 3) -> FailureReport:
     """Count the rows of ``df`` by the reason code in ``error_col``, with example sources.
 
@@ -140,7 +140,7 @@ def failure_report(df: "DataFrame", error_col: str, source_col: Optional[str] = 
     total = sum(row["count"] for row in by_code)
     failed = {row["reason"]: row["count"] for row in by_code if row["reason"] is not None}
 
-    samples: Dict[str, List[Tuple[Optional[str], str]]] = {reason: [] for reason in failed}
+    samples: dict[str, list[tuple[str | None, str]]] = {reason: [] for reason in failed}
     if failed and examples:
         source = as_text(df, source_col) if source_col is not None else F.lit(None).cast("string")
         rank = F.row_number().over(Window.partitionBy("reason").orderBy("source", "error"))

@@ -16,9 +16,10 @@ Spark; :mod:`.failures` holds the failure report.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,8 +49,9 @@ from .thumbnails import (
 )
 
 if TYPE_CHECKING:
-    from ..params.fetch import HasFetchParams
     from pyspark.sql import Column, DataFrame
+
+    from ..params.fetch import HasFetchParams
 
 #: Largest ``n`` for :func:`show_images`: a preview, not an export.
 MAX_ROWS = 1000
@@ -59,7 +61,7 @@ MAX_ROWS = 1000
 class ImageGrid:
     """A rendered grid: shows itself in notebooks (``_repr_html_``) and saves as an HTML page."""
 
-    tiles: Tuple[Tile, ...]
+    tiles: tuple[Tile, ...]
     html: str
 
     def __len__(self) -> int:
@@ -80,7 +82,7 @@ class ImageGrid:
     def __repr__(self) -> str:
         return f"<ImageGrid: {len(self.tiles)} images, {self.failed} failed>"
 
-    def save(self, path: Union[str, Path], title: str = "sparkimg_ml preview") -> Path:
+    def save(self, path: str | Path, title: str = "sparkimg_ml preview") -> Path:
         """Write a standalone HTML page (UTF-8) holding the grid; returns the path."""
         target = Path(path)
         target.write_text(
@@ -136,7 +138,7 @@ def image_grid(images: Sequence[Any], captions: Sequence[Any] = (), size: int = 
 
 # --------------------------------------------------------------------------- Spark side
 
-def _column_kind(df: "DataFrame", name: str) -> Tuple[str, Optional[TensorInfo], bool]:
+def _column_kind(df: DataFrame, name: str) -> tuple[str, TensorInfo | None, bool]:
     """(kind, tensor info, is a Vector) of column ``name``, from its type and metadata."""
     from pyspark.ml.linalg import VectorUDT
     from pyspark.sql.types import ArrayType, BinaryType, StringType, StructType
@@ -164,7 +166,7 @@ def _column_kind(df: "DataFrame", name: str) -> Tuple[str, Optional[TensorInfo],
     )
 
 
-def _thumbnail_input(name: str, is_vector: bool) -> "Column":
+def _thumbnail_input(name: str, is_vector: bool) -> Column:
     # A Vector crosses into Arrow as its struct storage; as float32 values it is smaller and plain.
     return vector_values(name, "float32") if is_vector else column(name)
 
@@ -181,10 +183,10 @@ def _check_options(n: Any, size: Any, image_format: Any, max_bytes: Any) -> None
 
 
 def show_images(
-    df: "DataFrame", col: str, n: int = 16, size: int = 128, captions: Sequence[str] = (), *,
-    side_by_side: bool = False, source_col: Optional[str] = None, error_col: Optional[str] = None,
+    df: DataFrame, col: str, n: int = 16, size: int = 128, captions: Sequence[str] = (), *,
+    side_by_side: bool = False, source_col: str | None = None, error_col: str | None = None,
     image_format: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES,
-    fetch_options: Optional[Union[FetchOptions, "HasFetchParams"]] = None, title: Optional[str] = None,
+    fetch_options: FetchOptions | HasFetchParams | None = None, title: str | None = None,
 ) -> ImageGrid:
     """A grid of the first ``n`` images of ``col``, with captions, for a notebook or an HTML file.
 
@@ -288,7 +290,7 @@ def show_images(
         selected.append(as_text(df, name).alias(f"caption_{index}"))
         passthrough.append(f"caption_{index}")
 
-    fields: List[StructField] = []
+    fields: list[StructField] = []
     for prefix, _ in plans:
         for arrow_field in thumbnail_fields(prefix):
             is_int = str(arrow_field.type) == "int32"
@@ -319,6 +321,6 @@ def show_images(
     return ImageGrid(tuple(tiles), render_grid(tiles, size, heading, max_bytes))
 
 
-def _thumbnail(row: Any, prefix: str) -> Optional[Thumbnail]:
+def _thumbnail(row: Any, prefix: str) -> Thumbnail | None:
     uri = row[f"{prefix}_uri"]
     return Thumbnail(uri, row[f"{prefix}_width"], row[f"{prefix}_height"]) if uri else None

@@ -7,8 +7,8 @@ grid shows in Jupyter, VS Code, Colab and Databricks notebooks and in any browse
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
 
 from .thumbnails import TILE_BACKGROUND, Thumbnail
 
@@ -28,12 +28,12 @@ _TILE_BACKGROUND = "rgb({},{},{})".format(*TILE_BACKGROUND)
 class Tile:
     """One grid cell: a thumbnail or the reason there is none, an optional source beside it, captions."""
 
-    image: Optional[Thumbnail] = None
-    failure: Optional[str] = None
-    captions: Tuple[Tuple[str, str], ...] = ()
+    image: Thumbnail | None = None
+    failure: str | None = None
+    captions: tuple[tuple[str, str], ...] = ()
     #: With ``side_by_side``: the source image (or why it could not be read) left of ``image``.
-    source: Optional[Thumbnail] = None
-    source_failure: Optional[str] = None
+    source: Thumbnail | None = None
+    source_failure: str | None = None
     side_by_side: bool = False
 
     @property
@@ -46,7 +46,7 @@ def escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _picture(thumbnail: Optional[Thumbnail], failure: Optional[str], size: int, label: str) -> str:
+def _picture(thumbnail: Thumbnail | None, failure: str | None, size: int, label: str) -> str:
     box = (f"width:{size}px;height:{size}px;box-sizing:border-box;display:flex;align-items:center;"
            "justify-content:center;overflow:hidden;")
     if thumbnail is not None:
@@ -67,7 +67,7 @@ def _picture(thumbnail: Optional[Thumbnail], failure: Optional[str], size: int, 
             f'font-size:{10 if small else 11}px;line-height:1.2"><span>{shown}</span></div>')
 
 
-def _caption_html(captions: Sequence[Tuple[str, str]]) -> str:
+def _caption_html(captions: Sequence[tuple[str, str]]) -> str:
     lines = []
     for name, value in captions:
         shown = value if len(value) <= CAPTION_CHARS else value[: CAPTION_CHARS - 1] + "\u2026"
@@ -104,7 +104,7 @@ def render_grid(tiles: Sequence[Tile], size: int = 128, title: str = "",
     >>> 'data-tile="failed"' in html_text, "http_404: Not Found" in html_text, "&lt;b&gt;" in html_text
     (True, True, True)
     """
-    parts: List[str] = []
+    parts: list[str] = []
     used = 0
     for tile in tiles:
         piece = _tile_html(tile, size)

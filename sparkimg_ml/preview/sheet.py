@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .html import FAILURE_BACKGROUND, FAILURE_BORDER, Tile
 from .thumbnails import TILE_BACKGROUND

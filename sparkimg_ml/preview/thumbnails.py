@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -77,7 +78,7 @@ def _encode(pixels: np.ndarray, image_format: str, jpeg_quality: int = 85) -> Th
         pixels = pixels[:, :, 0]
     image = Image.fromarray(np.ascontiguousarray(pixels))
     height, width = pixels.shape[:2]
-    encoded: List[Tuple[str, bytes]] = []
+    encoded: list[tuple[str, bytes]] = []
     if image_format in ("auto", "png"):
         buffer = io.BytesIO()
         image.save(buffer, "PNG", optimize=False, compress_level=6)
@@ -112,7 +113,7 @@ def thumbnail_of_bytes(data: bytes, size: int = 128, image_format: str = "auto")
     return _encode(_to_uint8(preprocess_bytes(data, _thumbnail_spec(size)), size), image_format)
 
 
-def thumbnail_of_struct(height: int, width: int, n_channels: int, mode: int, data: Optional[bytes],
+def thumbnail_of_struct(height: int, width: int, n_channels: int, mode: int, data: bytes | None,
                         size: int = 128, image_format: str = "auto") -> Thumbnail:
     """One row of ``spark.read.format("image")`` (BGR/BGRA/gray) as a thumbnail; raises ``SourceError``."""
     values = preprocess_spark_struct(height, width, n_channels, mode, data, _thumbnail_spec(size))
@@ -168,7 +169,7 @@ class ThumbnailPlan:
     kind: str
     size: int = 128
     image_format: str = "auto"
-    tensor: Optional[TensorInfo] = None
+    tensor: TensorInfo | None = None
     fetch: FetchOptions = FetchOptions(timeout=10.0, max_retries=1, concurrency=8)
 
     def __post_init__(self) -> None:
@@ -183,7 +184,7 @@ class ThumbnailPlan:
 
 
 #: One thumbnail result: the thumbnail, or the reason it could not be made.
-Outcome = Tuple[Optional[Thumbnail], Optional[str]]
+Outcome = tuple[Thumbnail | None, str | None]
 
 
 def _outcome(make: Any, *args: Any) -> Outcome:
@@ -193,7 +194,7 @@ def _outcome(make: Any, *args: Any) -> Outcome:
         return None, error.reason
 
 
-def thumbnails(cells: Sequence[Any], plan: ThumbnailPlan) -> List[Outcome]:
+def thumbnails(cells: Sequence[Any], plan: ThumbnailPlan) -> list[Outcome]:
     """Thumbnails for one batch of cells (Python values of the column), in order.
 
     Sources are read on a small thread pool, so slow hosts overlap.
@@ -204,7 +205,7 @@ def thumbnails(cells: Sequence[Any], plan: ThumbnailPlan) -> List[Outcome]:
     >>> [reason for _, reason in thumbnails([None, "/no/such.png"], plan)]
     ['missing: null', 'not_found: /no/such.png']
     """
-    def one(cell: Any, fetcher: Optional[Fetcher]) -> Outcome:
+    def one(cell: Any, fetcher: Fetcher | None) -> Outcome:
         if cell is None:
             return None, "missing: null"
         if plan.kind == TENSOR:
@@ -228,13 +229,13 @@ def thumbnails(cells: Sequence[Any], plan: ThumbnailPlan) -> List[Outcome]:
         return list(pool.map(lambda cell: one(cell, fetcher), cells))
 
 
-def thumbnail_fields(prefix: str) -> List[pa.Field]:
+def thumbnail_fields(prefix: str) -> list[pa.Field]:
     """Arrow fields that :func:`thumbnail_batches` writes for the column ``prefix``."""
     return [pa.field(f"{prefix}_uri", pa.string()), pa.field(f"{prefix}_width", pa.int32()),
             pa.field(f"{prefix}_height", pa.int32()), pa.field(f"{prefix}_failure", pa.string())]
 
 
-def _outcome_columns(outcomes: List[Outcome]) -> List[pa.Array]:
+def _outcome_columns(outcomes: list[Outcome]) -> list[pa.Array]:
     return [
         pa.array([t.data_uri if t else None for t, _ in outcomes], pa.string()),
         pa.array([t.width if t else None for t, _ in outcomes], pa.int32()),
@@ -243,7 +244,7 @@ def _outcome_columns(outcomes: List[Outcome]) -> List[pa.Array]:
     ]
 
 
-def thumbnail_batches(batches: Iterable[pa.RecordBatch], plans: Sequence[Tuple[str, ThumbnailPlan]],
+def thumbnail_batches(batches: Iterable[pa.RecordBatch], plans: Sequence[tuple[str, ThumbnailPlan]],
                       passthrough: Sequence[str]) -> Iterator[pa.RecordBatch]:
     """Replace each planned column of Arrow record batches by its thumbnail columns.
 
@@ -262,8 +263,8 @@ def thumbnail_batches(batches: Iterable[pa.RecordBatch], plans: Sequence[Tuple[s
     (['missing: null'], ['7'])
     """
     for batch in batches:
-        columns: List[pa.Array] = []
-        fields: List[pa.Field] = []
+        columns: list[pa.Array] = []
+        fields: list[pa.Field] = []
         for name, plan in plans:
             cells = batch.column(batch.schema.get_field_index(name)).to_pylist()
             columns.extend(_outcome_columns(thumbnails(cells, plan)))

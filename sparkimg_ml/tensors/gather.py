@@ -10,9 +10,10 @@ This module imports nothing of Spark.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import reduce
 from operator import mul
-from typing import Any, Callable, List, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 
 def product(sizes: Sequence[int]) -> int:
@@ -51,7 +52,7 @@ class ArrayOps(Protocol):
     def quotient(self, value: Any, divisor: Any) -> Any:
         """Integer division of non-negative ``value`` by positive ``divisor``."""
 
-    def chunks(self, array: Any, length: Optional[Any] = None, count: Optional[Any] = None) -> Any:
+    def chunks(self, array: Any, length: Any | None = None, count: Any | None = None) -> Any:
         """``array`` cut into consecutive parts of ``length`` items, or into ``count`` equal parts.
 
         A null array stays null. ``array`` is read once per part, so it should be a
@@ -78,7 +79,7 @@ def permute(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int])
     rank = len(shape)
     if list(axes) == list(range(rank)):
         return ops.whole(flat)
-    strides: List[Any] = [reduce(mul, shape[axis + 1:], 1) for axis in range(rank)]
+    strides: list[Any] = [reduce(mul, shape[axis + 1:], 1) for axis in range(rank)]
     dims = [shape[axis] for axis in axes]
     steps = [strides[axis] for axis in axes]
     contiguous = axes[-1] == rank - 1
@@ -101,7 +102,7 @@ def permute(ops: ArrayOps, flat: Any, shape: Sequence[Any], axes: Sequence[int])
     return ops.tabulate(count, lambda k: ops.at(flat, source(k)))
 
 
-def nest(ops: ArrayOps, flat: Any, dims: Sequence[Optional[int]]) -> Any:
+def nest(ops: ArrayOps, flat: Any, dims: Sequence[int | None]) -> Any:
     """Row-major ``flat`` as nested arrays of ``dims``, built from the innermost level outwards.
 
     Each level cuts the previous, stored one into consecutive parts, so no level
@@ -151,29 +152,29 @@ class ListOps:
     [[1, 2, 3], [4, 5, 6]]
     """
 
-    def tabulate(self, count: int, fill: Callable[[int], Any]) -> List[Any]:
+    def tabulate(self, count: int, fill: Callable[[int], Any]) -> list[Any]:
         return [fill(i) for i in range(count)]
 
-    def at(self, array: List[Any], index: int) -> Any:
+    def at(self, array: list[Any], index: int) -> Any:
         return array[index]
 
-    def take(self, array: List[Any], start: int, length: int) -> List[Any]:
+    def take(self, array: list[Any], start: int, length: int) -> list[Any]:
         return array[start:start + length]
 
-    def whole(self, array: List[Any]) -> List[Any]:
+    def whole(self, array: list[Any]) -> list[Any]:
         return array
 
-    def flatten(self, nested: List[List[Any]]) -> List[Any]:
+    def flatten(self, nested: list[list[Any]]) -> list[Any]:
         return [value for part in nested for value in part]
 
     def quotient(self, value: int, divisor: int) -> int:
         return value // divisor
 
-    def stored(self, array: List[Any]) -> List[Any]:
+    def stored(self, array: list[Any]) -> list[Any]:
         return array
 
-    def chunks(self, array: Optional[List[Any]], length: Optional[int] = None,
-               count: Optional[int] = None) -> Optional[List[List[Any]]]:
+    def chunks(self, array: list[Any] | None, length: int | None = None,
+               count: int | None = None) -> list[list[Any]] | None:
         if array is None:
             return None
         part = length if length is not None else len(array) // (count or 1)

@@ -26,8 +26,9 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from ..schema import TENSOR_KEY
 DTYPES = ("float32", "float64", "uint8")
 
 
-def normalisation(scale: float, mean: Sequence[float], std: Sequence[float]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def normalisation(scale: float, mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-channel ``gain, bias`` (float32) with ``value = pixel * gain + bias``; ``bias`` is None when zero.
 
     Examples
@@ -73,16 +74,16 @@ def flat_values(value: Any) -> np.ndarray:
 class TensorInfo:
     """The ``tensor`` entry of a column's metadata, with the conversions it implies."""
 
-    shape: Tuple[int, ...]
-    layout: Optional[str] = None
+    shape: tuple[int, ...]
+    layout: str | None = None
     channel_order: str = "RGB"
     dtype: str = "float32"
     scale: float = 1.0 / 255.0
-    mean: Tuple[float, ...] = (0.0,)
-    std: Tuple[float, ...] = (1.0,)
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any]) -> "TensorInfo":
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> TensorInfo:
         """Read column metadata (with a ``tensor`` key) or the ``tensor`` entry itself.
 
         Raises ``ValueError`` naming what is missing when no shape is recorded.
@@ -114,7 +115,7 @@ class TensorInfo:
         return int(np.prod(self.shape))
 
     @property
-    def channel_axis(self) -> Optional[int]:
+    def channel_axis(self) -> int | None:
         """Index of the channel axis in ``shape``, or None when the layout is unknown."""
         return self.layout.index("C") if self.layout and "C" in self.layout else None
 
@@ -136,7 +137,7 @@ class TensorInfo:
             result += bias.reshape(coefficient_shape)
         return result
 
-    def _channel_broadcast(self, ndim: int, batch: bool) -> Tuple[int, ...]:
+    def _channel_broadcast(self, ndim: int, batch: bool) -> tuple[int, ...]:
         axis = self.channel_axis
         if axis is None:
             return (1,) * (ndim - 1) + (-1,)

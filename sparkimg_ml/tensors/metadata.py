@@ -6,7 +6,7 @@ This module imports nothing of Spark.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from ..schema import ML_ATTR_KEY, TENSOR_KEY, VECTOR
 from .gather import product
@@ -18,7 +18,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def recorded_shape(metadata: Dict[str, Any]) -> Tuple[Optional[List[int]], Optional[int], str]:
+def recorded_shape(metadata: dict[str, Any]) -> tuple[list[int] | None, int | None, str]:
     """Shape and total size recorded in column metadata, and where they were found.
 
     A recorded shape may hold one -1 (written for rows whose size is inferred); the
@@ -38,12 +38,12 @@ def recorded_shape(metadata: Dict[str, Any]) -> Tuple[Optional[List[int]], Optio
 
 def resolve_shape(
     name: str,
-    shape: Optional[List[int]],
-    axes: Optional[List[int]],
-    in_shape: Optional[List[int]],
-    in_size: Optional[int],
+    shape: list[int] | None,
+    axes: list[int] | None,
+    in_shape: list[int] | None,
+    in_size: int | None,
     size_source: str = "",
-) -> Tuple[List[int], List[int]]:
+) -> tuple[list[int], list[int]]:
     """The shape and axes to apply to column ``name``, checked against what its metadata records.
 
     ``shape`` falls back to the recorded ``in_shape``; a -1 is resolved when the
@@ -88,13 +88,13 @@ def resolve_shape(
 
 
 def output_metadata(
-    in_tensor: Dict[str, Any],
-    in_shape: Optional[List[int]],
-    shape: List[int],
-    axes: List[int],
+    in_tensor: dict[str, Any],
+    in_shape: list[int] | None,
+    shape: list[int],
+    axes: list[int],
     dtype: str,
     output_type: str,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Column metadata of the output: the input's ``tensor`` entry with shape, layout and dtype updated.
 
     The layout letters are permuted only when ``shape`` keeps the recorded
@@ -108,13 +108,13 @@ def output_metadata(
     >>> output_metadata(recorded, [32, 32, 3], [1024, 3], [0, 1], "float32", "vector")
     {'tensor': {'shape': [1024, 3], 'channelOrder': 'RGB', 'dtype': 'float32'}, 'ml_attr': {'num_attrs': 3072}}
     """
-    tensor: Dict[str, Any] = {"shape": [shape[axis] for axis in axes]}
+    tensor: dict[str, Any] = {"shape": [shape[axis] for axis in axes]}
     layout = in_tensor.get("layout")
     if isinstance(layout, str) and shape == in_shape and len(layout) == len(shape):
         tensor["layout"] = "".join(layout[axis] for axis in axes)
     tensor.update((key, value) for key, value in in_tensor.items() if key not in ("shape", "layout", "dtype"))
     tensor["dtype"] = dtype
-    metadata: Dict[str, Any] = {TENSOR_KEY: tensor}
+    metadata: dict[str, Any] = {TENSOR_KEY: tensor}
     if output_type == VECTOR and -1 not in shape:
         metadata[ML_ATTR_KEY] = {"num_attrs": product(shape)}
     return metadata

@@ -8,7 +8,8 @@ into Python. :func:`pixel_values` reads uint8 tensor bytes as normalised floats.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from pyspark.ml.functions import array_to_vector
@@ -21,7 +22,7 @@ from .gather import nest, permute, product
 from .info import TensorInfo, normalisation
 
 #: A dimension: a size known when the plan is built, or one computed per row.
-Dim = Union[int, Column]
+Dim = int | Column
 
 #: Spark element types of float tensors, by dtype name.
 FLOAT_TYPES = {"float32": FloatType(), "float64": DoubleType()}
@@ -41,11 +42,11 @@ class SparkOps:
     where an expression read inside a lambda would be recomputed for each element.
     """
 
-    def __init__(self, frame: DataFrame, prefix: str, element_type: Optional[str] = None) -> None:
+    def __init__(self, frame: DataFrame, prefix: str, element_type: str | None = None) -> None:
         self.frame = frame
         self.prefix = prefix
         self.element_type = element_type
-        self.scratch: List[str] = []
+        self.scratch: list[str] = []
 
     def stored(self, array: Column) -> Column:
         name = f"{self.prefix}{len(self.scratch)}"
@@ -80,7 +81,7 @@ class SparkOps:
         # Exact: the double quotient of two ints below 2**31 never rounds up to the next integer.
         return (F.lit(value) / divisor).cast("int")
 
-    def chunks(self, array: Column, length: Optional[Dim] = None, count: Optional[Dim] = None) -> Column:
+    def chunks(self, array: Column, length: Dim | None = None, count: Dim | None = None) -> Column:
         if (length is None) == (count is None):
             raise ValueError("chunks takes exactly one of length and count")
         # ``array`` must be a column of the frame, not an expression: the lambda reads it
@@ -92,7 +93,7 @@ class SparkOps:
         return F.when(array.isNotNull(), cut)
 
 
-def leaf_dtype(name: str, data_type: DataType) -> Tuple[int, Optional[str]]:
+def leaf_dtype(name: str, data_type: DataType) -> tuple[int, str | None]:
     """Nesting depth (0 for a Vector or bytes) and element dtype name (None for a Vector) of the input."""
     if isinstance(data_type, VectorUDT):
         return 0, None
@@ -112,7 +113,7 @@ def leaf_dtype(name: str, data_type: DataType) -> Tuple[int, Optional[str]]:
     )
 
 
-def pixel_values(data: Column, name: str, in_tensor: Dict[str, Any]) -> Column:
+def pixel_values(data: Column, name: str, in_tensor: dict[str, Any]) -> Column:
     """A ``binary`` column of uint8 pixels as ``array<float>``, normalised as its metadata records.
 
     ``value = pixel * gain[c] + bias[c]`` in float32 for the pixel's channel ``c``, with
@@ -162,7 +163,7 @@ def pixel_values(data: Column, name: str, in_tensor: Dict[str, Any]) -> Column:
             .otherwise(F.transform(characters, pixel)))
 
 
-def fits(size: Column, shape: List[int]) -> Column:
+def fits(size: Column, shape: list[int]) -> Column:
     """Whether a row of ``size`` values fits ``shape`` (a -1 takes any positive multiple)."""
     known = product([s for s in shape if s != -1])
     return (size > 0) & (size % known == 0) if -1 in shape else size == known
@@ -177,7 +178,7 @@ def scratch_prefix(dataset: DataFrame, uid: str) -> str:
 
 
 def reshape_column(
-    ops: SparkOps, flat: Column, name: str, shape: List[int], axes: List[int], output_type: str, fail: bool,
+    ops: SparkOps, flat: Column, name: str, shape: list[int], axes: list[int], output_type: str, fail: bool,
 ) -> Column:
     """The output column: ``flat`` (a column of ``ops.frame``) reshaped, transposed, in ``output_type`` form.
 
@@ -192,7 +193,7 @@ def reshape_column(
         "(drop such rows) or 'keep' (null output)."
     )
     count = F.size(flat)
-    dims: List[Dim] = [ops.quotient(count, known) if s == -1 else s for s in shape]
+    dims: list[Dim] = [ops.quotient(count, known) if s == -1 else s for s in shape]
     tensor = permute(ops, flat, dims, axes)
     if output_type == "vector":
         tensor = array_to_vector(tensor)

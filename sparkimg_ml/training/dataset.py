@@ -6,7 +6,8 @@ that the rest of the package works without torch.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .files import TensorFiles
 
-Batch = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 class TensorDataset(IterableDataset):
@@ -60,8 +61,8 @@ class TensorDataset(IterableDataset):
     ...         loss = torch.nn.functional.cross_entropy(model(x), y)
     """
 
-    def __init__(self, path: str, batch_size: int = 64, rank: Optional[int] = None,
-                 world_size: Optional[int] = None, shuffle_buffer: int = 0, seed: int = 0) -> None:
+    def __init__(self, path: str, batch_size: int = 64, rank: int | None = None,
+                 world_size: int | None = None, shuffle_buffer: int = 0, seed: int = 0) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"TensorDataset: batch_size must be a positive int; got {batch_size!r}.")
@@ -85,7 +86,7 @@ class TensorDataset(IterableDataset):
             self.rank, self.world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
 
     @property
-    def shape(self) -> Tuple[int, ...]:
+    def shape(self) -> tuple[int, ...]:
         """Shape of one ``x`` row, from the files' metadata."""
         return self.files.info.shape
 
@@ -98,7 +99,7 @@ class TensorDataset(IterableDataset):
         """Choose the epoch whose shuffled order the next iteration uses (like ``DistributedSampler``)."""
         self.epoch = int(epoch)
 
-    def distribution(self) -> Tuple[int, int]:
+    def distribution(self) -> tuple[int, int]:
         """``(rank, world_size)`` this dataset reads for."""
         if self.rank is not None and self.world_size is not None:
             return self.rank, self.world_size
@@ -106,7 +107,7 @@ class TensorDataset(IterableDataset):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers started with "spawn" have no process group: fix the rank while we know it.
         state = self.__dict__.copy()
         state["rank"], state["world_size"] = self.distribution()

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
 )
 
 import numpy as np
@@ -66,8 +60,8 @@ class TensorFiles:
         names = _data_files(filesystem, root)
         if not names:
             raise FileNotFoundError(f"TensorFiles: no Parquet files under {path!r}; write them with write_tensors.")
-        metadata: Optional[Mapping[str, Any]] = None
-        groups: List[_RowGroup] = []
+        metadata: Mapping[str, Any] | None = None
+        groups: list[_RowGroup] = []
         for name in names:
             with filesystem.open_input_file(name) as handle:
                 parquet = pq.ParquetFile(handle)
@@ -81,12 +75,12 @@ class TensorFiles:
                 groups.extend(_RowGroup(name, i, parquet.metadata.row_group(i).num_rows)
                               for i in range(parquet.num_row_groups))
         assert metadata is not None
-        self.metadata: Dict[str, Any] = dict(metadata)
+        self.metadata: dict[str, Any] = dict(metadata)
         self.info = TensorInfo.from_metadata(self.metadata)
         label = self.metadata[FORMAT_KEY].get("label")
         #: ``"int64"`` or ``"float32"``, or None when the files hold no labels.
-        self.label_dtype: Optional[str] = label["dtype"] if label else None
-        self.row_groups: Tuple[_RowGroup, ...] = tuple(g for g in groups if g.rows > 0)
+        self.label_dtype: str | None = label["dtype"] if label else None
+        self.row_groups: tuple[_RowGroup, ...] = tuple(g for g in groups if g.rows > 0)
 
     @property
     def num_rows(self) -> int:
@@ -98,7 +92,7 @@ class TensorFiles:
         return (self.num_rows * (shard + 1)) // num_shards - (self.num_rows * shard) // num_shards
 
     def batches(self, batch_size: int = 64, shard: int = 0, num_shards: int = 1, shuffle_buffer: int = 0,
-                seed: int = 0, epoch: int = 0) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+                seed: int = 0, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Yield ``(values, labels)`` for one epoch of one shard; ``values`` as stored, ``(n, size)``.
 
         The row groups, in file order or (with ``shuffle_buffer``) permuted by
@@ -117,7 +111,7 @@ class TensorFiles:
             order = [order[i] for i in np.random.default_rng([seed, epoch]).permutation(len(order))]
         pieces = _shard_pieces(order, shard, num_shards)
         rng = np.random.default_rng([seed, epoch, shard, num_shards])
-        pending: List[Tuple[np.ndarray, Optional[np.ndarray]]] = []
+        pending: list[tuple[np.ndarray, np.ndarray | None]] = []
         pending_rows = 0
         for values, labels in self._shuffled(self._read(pieces), shuffle_buffer, rng):
             pending.append((values, labels))
@@ -133,11 +127,11 @@ class TensorFiles:
         if pending_rows:
             yield _concatenate(pending)
 
-    def _read(self, pieces: Sequence[Tuple[_RowGroup, int, int]]) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    def _read(self, pieces: Sequence[tuple[_RowGroup, int, int]]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         import pyarrow.parquet as pq
 
         columns = [TENSOR_COLUMN] + ([LABEL_COLUMN] if self.label_dtype else [])
-        open_files: Dict[str, Any] = {}
+        open_files: dict[str, Any] = {}
         try:
             for group, start, stop in pieces:
                 if group.file not in open_files:
@@ -152,7 +146,7 @@ class TensorFiles:
             for parquet in open_files.values():
                 parquet.close()
 
-    def _values(self, array: "pyarrow.Array", file: str) -> np.ndarray:
+    def _values(self, array: pyarrow.Array, file: str) -> np.ndarray:
         """A ``(rows, size)`` numpy view of one column chunk, after checking every row has ``size`` values."""
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -175,13 +169,13 @@ class TensorFiles:
         return flat.reshape(rows, size)
 
     @staticmethod
-    def _shuffled(chunks: Iterator[Tuple[np.ndarray, Optional[np.ndarray]]], buffer_rows: int,
-                  rng: np.random.Generator) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    def _shuffled(chunks: Iterator[tuple[np.ndarray, np.ndarray | None]], buffer_rows: int,
+                  rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Pass rows through a buffer of ``buffer_rows``: each row leaving it is a uniform draw from it."""
         if buffer_rows <= 0:
             yield from chunks
             return
-        pool: List[Tuple[np.ndarray, Optional[np.ndarray]]] = []
+        pool: list[tuple[np.ndarray, np.ndarray | None]] = []
         pool_rows = 0
         for values, labels in chunks:
             pool.append((values, labels))
@@ -199,7 +193,7 @@ class TensorFiles:
             yield block[order], _take(block_labels, order)
 
 
-def _shard_pieces(order: Sequence[_RowGroup], shard: int, num_shards: int) -> List[Tuple[_RowGroup, int, int]]:
+def _shard_pieces(order: Sequence[_RowGroup], shard: int, num_shards: int) -> list[tuple[_RowGroup, int, int]]:
     """``(row group, first row, end row)`` of the shard's contiguous range of the row sequence."""
     total = sum(group.rows for group in order)
     low, high = total * shard // num_shards, total * (shard + 1) // num_shards
@@ -212,7 +206,7 @@ def _shard_pieces(order: Sequence[_RowGroup], shard: int, num_shards: int) -> Li
     return pieces
 
 
-def _concatenate(parts: Sequence[Tuple[np.ndarray, Optional[np.ndarray]]]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def _concatenate(parts: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
     if len(parts) == 1:
         return parts[0]
     values = np.concatenate([p[0] for p in parts])
@@ -220,15 +214,15 @@ def _concatenate(parts: Sequence[Tuple[np.ndarray, Optional[np.ndarray]]]) -> Tu
     return values, labels
 
 
-def _slice(labels: Optional[np.ndarray], start: int, stop: int) -> Optional[np.ndarray]:
+def _slice(labels: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
     return None if labels is None else labels[start:stop]
 
 
-def _take(labels: Optional[np.ndarray], index: np.ndarray) -> Optional[np.ndarray]:
+def _take(labels: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
     return None if labels is None else labels[index]
 
 
-def _filesystem(path: str) -> Tuple[Any, str]:
+def _filesystem(path: str) -> tuple[Any, str]:
     """A pyarrow filesystem and the directory path in it (local paths, ``file://`` and pyarrow's URIs)."""
     import pyarrow.fs
 
@@ -237,7 +231,7 @@ def _filesystem(path: str) -> Tuple[Any, str]:
     return pyarrow.fs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
 
 
-def _data_files(filesystem: Any, root: str) -> List[str]:
+def _data_files(filesystem: Any, root: str) -> list[str]:
     import pyarrow.fs
 
     selector = pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True)

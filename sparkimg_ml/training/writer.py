@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any
 
 from ..errors import missing_column
 from ..schema import TENSOR_KEY
@@ -33,7 +33,7 @@ class TensorWriteSummary:
     null_labels: int
 
 
-def write_tensors(df: "DataFrame", path: str, tensor_col: str, label_col: Optional[str] = None,
+def write_tensors(df: DataFrame, path: str, tensor_col: str, label_col: str | None = None,
                   mode: str = "error", *, row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES) -> TensorWriteSummary:
     """Write a tensor column (and a label) to Parquet for :class:`TensorDataset`; return the counts.
 
@@ -100,7 +100,7 @@ def write_tensors(df: "DataFrame", path: str, tensor_col: str, label_col: Option
 
     tensor_metadata = dict(field.metadata.get(TENSOR_KEY, field.metadata))
     tensor_metadata["dtype"] = stored_dtype
-    file_format: Dict[str, Any] = {"version": FORMAT_VERSION, "label": None}
+    file_format: dict[str, Any] = {"version": FORMAT_VERSION, "label": None}
     columns = [tensor]
     null_label = F.lit(False)
     if label_col is not None:
@@ -134,13 +134,13 @@ def write_tensors(df: "DataFrame", path: str, tensor_col: str, label_col: Option
     )
 
 
-def _field(df: "DataFrame", name: str, argument: str) -> Any:
+def _field(df: DataFrame, name: str, argument: str) -> Any:
     if name not in df.columns:
         raise missing_column("write_tensors", argument, name, df.columns)
     return df.schema[name]
 
 
-def _flat_tensor_column(column: "Column", data_type: Any, info: TensorInfo, name: str) -> Tuple["Column", str]:
+def _flat_tensor_column(column: Column, data_type: Any, info: TensorInfo, name: str) -> tuple[Column, str]:
     """The column as flat values checked against the shape, and the dtype it is stored with."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.ml.linalg import VectorUDT
@@ -175,7 +175,7 @@ def _flat_tensor_column(column: "Column", data_type: Any, info: TensorInfo, name
     return _checked(flat, F.size(flat), info, name), "float32"
 
 
-def _checked(values: "Column", size: "Column", info: TensorInfo, name: str) -> "Column":
+def _checked(values: Column, size: Column, info: TensorInfo, name: str) -> Column:
     """``values``, failing the job for a non-null row whose size is not the shape's."""
     from pyspark.sql import functions as F
 
@@ -186,7 +186,7 @@ def _checked(values: "Column", size: "Column", info: TensorInfo, name: str) -> "
     return F.when(values.isNotNull() & (size != info.size), F.raise_error(message)).otherwise(values)
 
 
-def _label_column(column: "Column", data_type: Any, name: str) -> Tuple["Column", str]:
+def _label_column(column: Column, data_type: Any, name: str) -> tuple[Column, str]:
     from pyspark.sql.types import BooleanType, FractionalType, IntegralType
 
     if isinstance(data_type, (IntegralType, BooleanType)):

@@ -25,10 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+import kill_jobs
 import pytest
 from repo_paths import REPO_ROOT, SUPPORT
-
-import kill_jobs
 
 pytestmark = pytest.mark.claim(
     "A SIGKILLed Python worker or worker node, and speculative copies, leave the output bit-identical to a "

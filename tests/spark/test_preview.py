@@ -8,8 +8,8 @@ import http.server
 import io
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import numpy as np
 import pyarrow as pa
@@ -134,7 +134,7 @@ def test_image_grid_stretches_signed_pictures():
 # --------------------------------------------------------------------------- Spark
 
 class _CountingHandler(http.server.SimpleHTTPRequestHandler):
-    requests: List[str] = []
+    requests: list[str] = []
 
     def do_GET(self) -> None:
         type(self).requests.append(self.path)

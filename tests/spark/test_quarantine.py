@@ -7,11 +7,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from fault_server import FaultServer
 
 from sparkimg_ml import ImageUrlFeaturizer
 from sparkimg_ml.curation import Quarantine
-
-from fault_server import FaultServer
 
 
 @pytest.fixture(scope="module")

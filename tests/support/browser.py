@@ -7,7 +7,6 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, Tuple
 
 import numpy as np
 from PIL import Image
@@ -42,8 +41,8 @@ def screenshot(page: Path, target: Path, width: int = 1000, height: int = 800, t
     return np.asarray(Image.open(target).convert("RGB"))
 
 
-def regions(pixels: np.ndarray, color: Tuple[int, int, int], tolerance: int = 10,
-            min_area: int = 200) -> List[Tuple[int, int, int, int, int]]:
+def regions(pixels: np.ndarray, color: tuple[int, int, int], tolerance: int = 10,
+            min_area: int = 200) -> list[tuple[int, int, int, int, int]]:
     """Connected areas of ``color`` (within ``tolerance`` per channel): ``(top, left, height, width, area)``."""
     from scipy import ndimage
 

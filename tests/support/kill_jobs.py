@@ -35,8 +35,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import psutil
 
@@ -63,14 +64,14 @@ def row_url(server: Any, row: int, slow_first: float = 0.0) -> str:
 
 
 # -- processes ---------------------------------------------------------------------------------
-def _cmdline(process: psutil.Process) -> List[str]:
+def _cmdline(process: psutil.Process) -> list[str]:
     try:
         return process.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return []
 
 
-def python_workers(root: psutil.Process) -> List[psutil.Process]:
+def python_workers(root: psutil.Process) -> list[psutil.Process]:
     """Spark's Python workers below ``root``: the children ``pyspark.daemon`` forks (or, without the
     daemon, ``pyspark.worker`` processes). The daemon itself is never one."""
     workers = []
@@ -113,7 +114,7 @@ def wait_until_no_worker_fetches(root: psutil.Process, port: int, limit: float) 
     return time.monotonic() - start
 
 
-def describe(process: psutil.Process) -> Dict[str, Any]:
+def describe(process: psutil.Process) -> dict[str, Any]:
     line = " ".join(_cmdline(process))
     role = ("worker JVM" if "deploy.worker.Worker" in line else
             "executor JVM" if "CoarseGrainedExecutorBackend" in line else
@@ -129,11 +130,11 @@ class Killer(threading.Thread):
     mid-job, after tasks have started.
     """
 
-    def __init__(self, sc: Any, find: Callable[[], List[psutil.Process]], hits: Callable[[], int],
+    def __init__(self, sc: Any, find: Callable[[], list[psutil.Process]], hits: Callable[[], int],
                  min_hits: int = 4) -> None:
         super().__init__(daemon=True)
         self.sc, self.find, self.hits, self.min_hits = sc, find, hits, min_hits
-        self.record: Dict[str, Any] = {}
+        self.record: dict[str, Any] = {}
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -160,7 +161,7 @@ class Killer(threading.Thread):
 
 
 # -- jobs --------------------------------------------------------------------------------------
-def stages(sc: Any, group: str) -> List[Dict[str, int]]:
+def stages(sc: Any, group: str) -> list[dict[str, int]]:
     tracker = sc.statusTracker()
     out = []
     for job in tracker.getJobIdsForGroup(group):
@@ -173,8 +174,8 @@ def stages(sc: Any, group: str) -> List[Dict[str, int]]:
     return out
 
 
-def run_job(spark: Any, name: str, rows: List[tuple], model: str, out: Path, hits: Callable[[], int],
-            killer: Optional[Killer] = None) -> Dict[str, Any]:
+def run_job(spark: Any, name: str, rows: list[tuple], model: str, out: Path, hits: Callable[[], int],
+            killer: Killer | None = None) -> dict[str, Any]:
     from sparkimg_ml import ImageEmbedder, ImageUrlFeaturizer
 
     sc = spark.sparkContext
@@ -208,7 +209,7 @@ def run_job(spark: Any, name: str, rows: List[tuple], model: str, out: Path, hit
             "kill": killer.record if killer is not None else None}
 
 
-def worker_threads(root: psutil.Process) -> Dict[str, int]:
+def worker_threads(root: psutil.Process) -> dict[str, int]:
     """Thread count of each live Python worker (between jobs: every worker is idle)."""
     counts = {}
     for process in python_workers(root):
@@ -228,11 +229,11 @@ def _session(builder: Any) -> Any:
     return spark
 
 
-def local(scratch: Path, out: Path, model: str) -> Dict[str, Any]:
+def local(scratch: Path, out: Path, model: str) -> dict[str, Any]:
     from fault_server import FaultServer
     from pyspark.sql import SparkSession
 
-    report: Dict[str, Any] = {"jobs": {}, "threads": {}}
+    report: dict[str, Any] = {"jobs": {}, "threads": {}}
     me = psutil.Process()
     # The Python workers are forked from a daemon the JVM starts with this environment.
     os.environ["SPARKIMG_ML_SESSION_LOG"] = str(scratch / "sessions.jsonl")
@@ -246,7 +247,7 @@ def local(scratch: Path, out: Path, model: str) -> Dict[str, Any]:
             report["threads"]["clean"] = worker_threads(me)
             base = noise_hits()
 
-            def busy_worker() -> List[psutil.Process]:
+            def busy_worker() -> list[psutil.Process]:
                 return [w for w in python_workers(me) if fetching_from(w, server.port)][:1]
 
             killer = Killer(spark.sparkContext, busy_worker, lambda: noise_hits() - base)
@@ -261,13 +262,13 @@ def local(scratch: Path, out: Path, model: str) -> Dict[str, Any]:
     return report
 
 
-def standalone(scratch: Path, out: Path, model: str) -> Dict[str, Any]:
+def standalone(scratch: Path, out: Path, model: str) -> dict[str, Any]:
     import spark_services
     from fault_server import FaultServer
     from pyspark.sql import SparkSession
     from repo_paths import REPO_ROOT
 
-    report: Dict[str, Any] = {"jobs": {}}
+    report: dict[str, Any] = {"jobs": {}}
     os.environ["SPARK_HOME"] = str(spark_services.scratch_spark_home(scratch))
     with FaultServer() as server, spark_services.standalone_processes(
             scratch, ["127.0.0.1", "127.0.0.2"]) as cluster:
@@ -298,7 +299,7 @@ def standalone(scratch: Path, out: Path, model: str) -> Dict[str, Any]:
                 psutil.Process(), server.port, SLOW_FIRST_S + 30)
             base = noise_hits()
 
-            def busy_node() -> List[psutil.Process]:
+            def busy_node() -> list[psutil.Process]:
                 for pid in cluster.worker_pids:
                     try:
                         node = psutil.Process(pid)

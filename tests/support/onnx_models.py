@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import onnx
@@ -28,12 +28,12 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def _image_input(name: str, shape: Sequence[Optional[int]]) -> onnx.ValueInfoProto:
+def _image_input(name: str, shape: Sequence[int | None]) -> onnx.ValueInfoProto:
     dims = ["N" if d is None else d for d in shape]
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
 
-def tiny_cnn(path: Path, channels: int = 3, size: Optional[int] = 8, layout: str = "NCHW",
+def tiny_cnn(path: Path, channels: int = 3, size: int | None = 8, layout: str = "NCHW",
              seed: int = 0) -> Path:
     """Conv(3x3, 4 filters) -> ReLU -> outputs ``logits`` [N, 2], ``features`` [N, 4], ``conv`` [N, 4, H, W].
 

@@ -18,10 +18,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
 
 START_TIMEOUT_S = 240
 
@@ -45,7 +45,7 @@ def scratch_spark_home(scratch: Path) -> Path:
     return home
 
 
-def service_env(home: Path, scratch: Path) -> Dict[str, str]:
+def service_env(home: Path, scratch: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(
         SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
@@ -80,7 +80,7 @@ def _wait_for_port(port: int, pid: int, log: Path) -> None:
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} after {START_TIMEOUT_S} s; see {log}")
 
 
-def _stop(processes: List[subprocess.Popen]) -> None:
+def _stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -92,7 +92,7 @@ def _stop(processes: List[subprocess.Popen]) -> None:
             process.wait(timeout=10)
 
 
-def _launch(command: List[str], env: Dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+def _launch(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         # spark-class execs java: the PID is the JVM's.
@@ -158,7 +158,7 @@ class Cluster:
     """A running standalone cluster: its ``spark://`` URL and the PID of each worker JVM."""
 
     url: str
-    worker_pids: Tuple[int, ...]
+    worker_pids: tuple[int, ...]
 
 
 @contextmanager
