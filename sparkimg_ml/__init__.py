@@ -11,7 +11,8 @@ ImageEmbedder
 ImageHasher
     image column -> a perceptual hash (pHash, dHash, aHash, wHash) as a ``long`` or bit ``Vector``.
 
-``find_duplicates`` finds near-duplicate images (by hash or embedding) with Spark's LSH.
+``find_duplicates`` finds near-duplicate images (by hash or embedding) with Spark's LSH;
+``FeatureCache`` makes re-runs compute only new, changed or failed rows.
 
 ``preprocess`` applies the featurizer's image semantics to one image without Spark.
 ``show_images`` and ``failure_report`` show what the pipeline sees, in notebooks and HTML.
@@ -19,7 +20,7 @@ ImageHasher
 """
 
 from ._version import __version__
-from .curation import find_duplicates
+from .curation import FeatureCache, find_duplicates
 from .deploy import ship
 from .embedder import ImageEmbedder
 from .errors import REASON_CODES, SourceError
@@ -35,5 +36,5 @@ from .sources import read_images, spread
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
     "ModelError", "export_onnx", "preprocess", "preprocess_fingerprint", "show_images", "failure_report", "ship",
-    "ImageHasher", "find_duplicates", "read_images", "spread",
+    "ImageHasher", "find_duplicates", "FeatureCache", "read_images", "spread",
 ]
