@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 FINGERPRINT, RUN, COMPUTED_AT = "cache_fingerprint", "cache_run", "cache_computed_at"
+#: The column sources are matched on while a run joins (not stored).
+SOURCE_KEY = "__sparkimg_cache_key"
 BOOKKEEPING = (FINGERPRINT, RUN, COMPUTED_AT)
 
 
@@ -129,38 +131,43 @@ class FeatureCache:
         run = "r" + uuid.uuid4().hex  # the "r" keeps Spark from reading an all-digit id as a number
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # noqa: UP017 - Python 3.10
 
+        # Sources are matched on one struct of the key and validator columns: struct equality treats
+        # nulls as equal (a row without a validator value still finds its entry), and de-duplicating
+        # and joining on the same column lets Spark shuffle the cached outputs once.
+        types = {c: df.schema[c].dataType for c in match}
+
+        def source_key() -> Any:
+            return F.struct(*[F.col(c).cast(types[c]).alias(c) for c in match]).alias(SOURCE_KEY)
+
         # 1. What the cache answers: successful entries made with this fingerprint.
         known = self._entries(spark, digest, match, outputs)
         wanted = df.select(*dict.fromkeys([*match, input_col])).dropDuplicates(match)
         if known is not None:
-            answered = known.where(F.col(outputs[0]).isNotNull()).select(*match)
-            # Null-safe: a row without a validator value still finds its entry.
-            wanted = wanted.join(answered, [wanted[c].eqNullSafe(answered[c]) for c in match], "left_anti")
+            answered = known.where(F.col(outputs[0]).isNotNull()).select(source_key())
+            wanted = wanted.withColumn(SOURCE_KEY, source_key()).join(answered, SOURCE_KEY, "left_anti")
         # 2. Compute those once and record them; the cache is the only copy (no second fetch).
         computed = stage.transform(wanted).select(
             *match, *outputs, F.lit(digest).alias(FINGERPRINT), F.lit(run).alias(RUN),
             F.lit(now).cast("timestamp").alias(COMPUTED_AT))
         # One directory per run: this run's entries are found (and counted) without reading the others.
         computed.write.format(self.format).mode("append").partitionBy(RUN).save(self.path)
+        counts = (self.table(spark).where(F.col(RUN) == run)
+                  .agg(F.count(F.lit(1)).alias("n"),
+                       F.sum(F.col(outputs[0]).isNull().cast("int")).alias("failed")).first())
+        assert counts is not None  # a global aggregate has one row
+        self.last_run = CacheRun(run, int(counts["n"]), int(counts["failed"] or 0))
+
         # 3. Every row of df with its entry: an earlier success, or what this run computed.
         entries = self._entries(spark, digest, match, outputs)
         assert entries is not None  # step 2 created the table
         entries = (entries.where(F.col(outputs[0]).isNotNull() | (F.col(RUN) == run))
-                   .dropDuplicates(match).select(*match, *outputs))
-        counts = (self.table(spark).where(F.col(RUN) == run)
-                  .agg(F.count(F.lit(1)).alias("n"),
-                       F.sum(F.col(outputs[0]).isNull().cast("int")).alias("failed")).first())
-        self.last_run = CacheRun(run, int(counts["n"]), int(counts["failed"] or 0))
-
+                   .select(source_key(), *outputs).dropDuplicates([SOURCE_KEY]))
         how = "inner" if stage.getHandleInvalid() == "skip" else "left"
-        renamed = entries.select(*[F.col(c).alias(f"__cache_{c}") for c in match], *outputs)
-        condition = [df[c].eqNullSafe(renamed[f"__cache_{c}"]) for c in match]
-        joined = df.join(renamed, condition, how)
+        joined = df.withColumn(SOURCE_KEY, source_key()).join(entries, SOURCE_KEY, how)
         if how == "inner":  # skip mode: failed entries are dropped like the stage drops them
             joined = joined.where(F.col(outputs[0]).isNotNull())
         metadata = stage.outputMetadata()
-        return joined.select(*[df[c] for c in df.columns], F.col(outputs[0]).alias(outputs[0], metadata=metadata),
-                             *[F.col(c) for c in outputs[1:]])
+        return joined.select(*df.columns, F.col(outputs[0]).alias(outputs[0], metadata=metadata), *outputs[1:])
 
     # -- reading -------------------------------------------------------------------
     def table(self, spark: SparkSession) -> DataFrame:
