@@ -42,10 +42,11 @@ def test_the_steady_checks_pass_flat_runs_and_fail_a_leak_or_an_unsteady_decile(
 
 def test_soak_keeps_every_row_once_with_exact_reasons_and_flat_workers(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    # Throughput is checked against a looser bound than the full run's 10 %: deciles of
-    # 1,200 rows last ~10 s, where one busy second of a shared CI machine is 10 %.
+    # Throughput steadiness is the full run's figure (``python -m benchmarks.soak``, 10 %): deciles
+    # of 1,200 rows last 2 to 10 s, and on a shared CI machine one busy neighbour moved them from
+    # 85 to 676 rows/s. Here the bound only catches a stalled decile (under 10 % of the median).
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.soak", "--rows", str(ROWS), "--json", "--tolerance", "0.5",
+        [sys.executable, "-m", "benchmarks.soak", "--rows", str(ROWS), "--json", "--tolerance", "0.9",
          "--workdir", str(tmp_path / "soak")],
         capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
