@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import missing_column
+from ..sources.partitions import PARTITIONS_PER_CORE, default_parallelism, partition_count
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -146,7 +147,10 @@ class FeatureCache:
             answered = known.where(F.col(outputs[0]).isNotNull()).select(source_key())
             wanted = wanted.withColumn(SOURCE_KEY, source_key()).join(answered, SOURCE_KEY, "left_anti")
         # 2. Compute those once and record them; the cache is the only copy (no second fetch).
-        computed = stage.transform(wanted).select(
+        # After the shuffles above, adaptive execution would pack these few small rows into one
+        # partition (one core fetching everything): spread them over at least two tasks per core.
+        tasks = max(partition_count(df) or 0, default_parallelism(spark) * PARTITIONS_PER_CORE)
+        computed = stage.transform(wanted.repartition(tasks)).select(
             *match, *outputs, F.lit(digest).alias(FINGERPRINT), F.lit(run).alias(RUN),
             F.lit(now).cast("timestamp").alias(COMPUTED_AT))
         # One directory per run: this run's entries are found (and counted) without reading the others.
