@@ -323,6 +323,24 @@ def build_corpus(spec: CorpusSpec = CorpusSpec(), cache_dir: Path = DEFAULT_CACH
     return _load(_build_cached(Path(cache_dir), spec.key(), build))
 
 
+def _rows_of_distinct_sources(tmp: Path, final: Path, spec: BigCorpusSpec | PhotoCorpusSpec,
+                              sources: list[ImageInfo]) -> dict[str, Any]:
+    """``spec.rows`` rows cycling over ``sources`` (hard links under ``rows/``), their wide table, the manifest."""
+    rows: list[ImageInfo] = []
+    for row in range(spec.rows):
+        source = sources[row % spec.distinct]
+        name = f"rows/{row:06d}.jpg"
+        os.link(tmp / source.file, tmp / name)
+        rows.append(ImageInfo(**{**asdict(source), "id": row, "file": name}))
+    write_wide_table(
+        tmp / "table", ids=[r.id for r in rows], paths=[str(final / r.file) for r in rows],
+        urls=["/" + r.file for r in rows], labels=[r.label for r in rows],
+        parts=spec.parts, extra_columns=spec.extra_columns, seed=spec.seed,
+    )
+    return {"spec": asdict(spec), "version": GENERATOR_VERSION, "pillow": Image.__version__,
+            "digest": _digest(tmp, [s.file for s in sources]), "images": [asdict(r) for r in rows]}
+
+
 def build_big_corpus(spec: BigCorpusSpec = BigCorpusSpec(), cache_dir: Path = DEFAULT_CACHE_DIR) -> Corpus:
     """Build (or reuse) ``spec.rows`` rows of ``spec.width`` x ``spec.height`` JPEGs.
 
@@ -348,19 +366,7 @@ def build_big_corpus(spec: BigCorpusSpec = BigCorpusSpec(), cache_dir: Path = DE
             image.save(tmp / name, "JPEG", quality=quality)
             sources.append(ImageInfo(id=index, file=name, kind="jpeg_rgb", mode="RGB", width=spec.width,
                                      height=spec.height, label=label, quality=quality, progressive=False))
-        rows: list[ImageInfo] = []
-        for row in range(spec.rows):
-            source = sources[row % spec.distinct]
-            name = f"rows/{row:06d}.jpg"
-            os.link(tmp / source.file, tmp / name)
-            rows.append(ImageInfo(**{**asdict(source), "id": row, "file": name}))
-        write_wide_table(
-            tmp / "table", ids=[r.id for r in rows], paths=[str(final / r.file) for r in rows],
-            urls=["/" + r.file for r in rows], labels=[r.label for r in rows],
-            parts=spec.parts, extra_columns=spec.extra_columns, seed=spec.seed,
-        )
-        return {"spec": asdict(spec), "version": GENERATOR_VERSION, "pillow": Image.__version__,
-                "digest": _digest(tmp, [s.file for s in sources]), "images": [asdict(r) for r in rows]}
+        return _rows_of_distinct_sources(tmp, final, spec, sources)
 
     return _load(_build_cached(Path(cache_dir), spec.key(), build))
 
@@ -406,18 +412,6 @@ def build_photo_corpus(spec: PhotoCorpusSpec = PhotoCorpusSpec(), cache_dir: Pat
 
         with ThreadPoolExecutor(threads or os.cpu_count() or 2) as pool:
             sources = list(pool.map(make, range(spec.distinct)))
-        rows: list[ImageInfo] = []
-        for row in range(spec.rows):
-            source = sources[row % spec.distinct]
-            name = f"rows/{row:06d}.jpg"
-            os.link(tmp / source.file, tmp / name)
-            rows.append(ImageInfo(**{**asdict(source), "id": row, "file": name}))
-        write_wide_table(
-            tmp / "table", ids=[r.id for r in rows], paths=[str(final / r.file) for r in rows],
-            urls=["/" + r.file for r in rows], labels=[r.label for r in rows],
-            parts=spec.parts, extra_columns=spec.extra_columns, seed=spec.seed,
-        )
-        return {"spec": asdict(spec), "version": GENERATOR_VERSION, "pillow": Image.__version__,
-                "digest": _digest(tmp, [s.file for s in sources]), "images": [asdict(r) for r in rows]}
+        return _rows_of_distinct_sources(tmp, final, spec, sources)
 
     return _load(_build_cached(Path(cache_dir), spec.key(), build))
