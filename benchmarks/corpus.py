@@ -312,13 +312,7 @@ def build_corpus(spec: CorpusSpec = CorpusSpec(), cache_dir: Path = DEFAULT_CACH
         # Pillow releases the GIL while encoding, so threads use every core.
         with ThreadPoolExecutor(threads or os.cpu_count() or 2) as pool:
             images = list(pool.map(make, range(spec.images)))
-        write_wide_table(
-            tmp / "table", ids=[i.id for i in images], paths=[str(final / i.file) for i in images],
-            urls=["/" + i.file for i in images], labels=[i.label for i in images],
-            parts=spec.parts, extra_columns=spec.extra_columns, seed=spec.seed,
-        )
-        return {"spec": asdict(spec), "version": GENERATOR_VERSION, "pillow": Image.__version__,
-                "digest": _digest(tmp, [i.file for i in images]), "images": [asdict(i) for i in images]}
+        return _table_and_manifest(tmp, final, spec, images, images)
 
     return _load(_build_cached(Path(cache_dir), spec.key(), build))
 
@@ -332,13 +326,19 @@ def _rows_of_distinct_sources(tmp: Path, final: Path, spec: BigCorpusSpec | Phot
         name = f"rows/{row:06d}.jpg"
         os.link(tmp / source.file, tmp / name)
         rows.append(ImageInfo(**{**asdict(source), "id": row, "file": name}))
+    return _table_and_manifest(tmp, final, spec, rows, sources)
+
+
+def _table_and_manifest(tmp: Path, final: Path, spec: CorpusSpec | BigCorpusSpec | PhotoCorpusSpec,
+                        rows: list[ImageInfo], files: list[ImageInfo]) -> dict[str, Any]:
+    """Write the wide table of ``rows``; return the manifest (its digest covers the distinct ``files``)."""
     write_wide_table(
         tmp / "table", ids=[r.id for r in rows], paths=[str(final / r.file) for r in rows],
         urls=["/" + r.file for r in rows], labels=[r.label for r in rows],
         parts=spec.parts, extra_columns=spec.extra_columns, seed=spec.seed,
     )
     return {"spec": asdict(spec), "version": GENERATOR_VERSION, "pillow": Image.__version__,
-            "digest": _digest(tmp, [s.file for s in sources]), "images": [asdict(r) for r in rows]}
+            "digest": _digest(tmp, [f.file for f in files]), "images": [asdict(r) for r in rows]}
 
 
 def build_big_corpus(spec: BigCorpusSpec = BigCorpusSpec(), cache_dir: Path = DEFAULT_CACHE_DIR) -> Corpus:

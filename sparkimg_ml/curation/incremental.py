@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import missing_column
+from ..schema import FINGERPRINT_KEY
 from ..sources.partitions import PARTITIONS_PER_CORE, default_parallelism, partition_count
 
 if TYPE_CHECKING:
@@ -128,7 +129,9 @@ class FeatureCache:
         for name in match:
             if name not in df.columns:
                 raise missing_column("FeatureCache", "key/validator column", name, df.columns)
-        digest = stage.fingerprint()["digest"]
+        # fingerprint() is read from outputMetadata(): one call (an embedder reads its model for it).
+        metadata = stage.outputMetadata()
+        digest = metadata[FINGERPRINT_KEY]["digest"]
         run = "r" + uuid.uuid4().hex  # the "r" keeps Spark from reading an all-digit id as a number
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # noqa: UP017 - Python 3.10
 
@@ -170,7 +173,6 @@ class FeatureCache:
         joined = df.withColumn(SOURCE_KEY, source_key()).join(entries, SOURCE_KEY, how)
         if how == "inner":  # skip mode: failed entries are dropped like the stage drops them
             joined = joined.where(F.col(outputs[0]).isNotNull())
-        metadata = stage.outputMetadata()
         return joined.select(*df.columns, F.col(outputs[0]).alias(outputs[0], metadata=metadata), *outputs[1:])
 
     # -- reading -------------------------------------------------------------------
