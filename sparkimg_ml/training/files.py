@@ -136,7 +136,11 @@ class TensorFiles:
             for group, start, stop in pieces:
                 if group.file not in open_files:
                     open_files[group.file] = pq.ParquetFile(self._filesystem.open_input_file(group.file))
-                table = open_files[group.file].read_row_group(group.index, columns=columns).slice(start, stop - start)
+                # One or two columns: Arrow's CPU pool gains nothing here, and its threads, started in a
+                # training process, are still alive at interpreter exit, where Arrow's teardown can abort
+                # the process ("terminate called without an active exception") after training succeeded.
+                group_table = open_files[group.file].read_row_group(group.index, columns=columns, use_threads=False)
+                table = group_table.slice(start, stop - start)
                 values = self._values(table.column(TENSOR_COLUMN).combine_chunks(), group.file)
                 labels = None
                 if self.label_dtype:
