@@ -125,6 +125,9 @@ SURFACES: dict[str, list[str]] = {
         "tests/spark/test_output_formats.py::test_each_format_has_its_column_type_and_metadata",
         "tests/spark/test_output_formats.py::test_uint8_tensors_normalise_to_the_float_output_bit_for_bit",
     ],
+    "ImageUrlFeaturizer: sourceInfoCol (source facts through the Arrow and the pandas UDF)": [
+        "tests/spark/test_source_info.py::test_keep_mode_gives_facts_for_every_readable_source_and_null_where_nothing_was_read",
+    ],
     "Storage reads through Spark (s3:// on a moto server)": [
         "tests/spark/test_fetch_s3.py::test_featurizer_reads_images_from_an_s3_bucket",
     ],

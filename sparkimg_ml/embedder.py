@@ -37,6 +37,7 @@ from .params.image import HasImageParams, ImageParamValues
 from .params.model import HasModelParams, ModelParamValues
 from .params.persistence import StageReadable, StageWritable
 from .params.rows import HasInvalidRowParams, InvalidRowParamValues
+from .params.source import HasSourceInfoCol, SourceInfoParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
@@ -71,7 +72,7 @@ def _stat(value: Any) -> Any:
 
 
 class EmbedderParamValues(ImageParamValues, FetchParamValues, InvalidRowParamValues, ModelParamValues,
-                          total=False):
+                          SourceInfoParamValues, total=False):
     """Every Param of :class:`ImageEmbedder` as a constructor keyword (for type checkers)."""
 
     inputCol: str
@@ -80,7 +81,7 @@ class EmbedderParamValues(ImageParamValues, FetchParamValues, InvalidRowParamVal
 
 class ImageEmbedder(
     Transformer, HasColumns, HasInvalidRowParams, HasImageParams, HasFetchParams, HasModelParams,
-    HasFingerprint, StageReadable, StageWritable,
+    HasSourceInfoCol, HasFingerprint, StageReadable, StageWritable,
 ):
     """Run an ONNX image model over an image column: each row's embedding (or scores) as a ``Vector``.
 
@@ -103,7 +104,9 @@ class ImageEmbedder(
 
     Rows whose image cannot be read follow ``handleInvalid`` (``"error"``,
     ``"skip"``, ``"keep"`` with a null output and, with ``errorCol`` set, the
-    reason); they never reach the model.
+    reason); they never reach the model. ``sourceInfoCol`` adds each source's
+    facts (width, height, format, mode, bytes, EXIF orientation, SHA-256) as
+    :class:`~sparkimg_ml.ImageUrlFeaturizer` does.
 
     Examples
     --------
@@ -320,6 +323,7 @@ class ImageEmbedder(
             images=DecodeTask(
                 spec=spec, fetch=self._fetch_options(), input_kind=kind, handle_invalid=self.getHandleInvalid(),
                 input_col=self.getInputCol(), features_format=udf_format, stage_name=stage,
+                source_info=self.getSourceInfoCol() is not None,
             ),
             model_uri=self.getModelUri(), model_sha256=model.sha256, output_node=output.name,
             output_size=size, batch_size=self.getBatchSize(), intra_op_threads=self.getIntraOpThreads(),
@@ -330,8 +334,9 @@ class ImageEmbedder(
                                task.images.fetch.storage_protocols)
         return add_image_output(
             dataset, uid=self.uid, input_col=self.getInputCol(), kind=kind,
-            udf=make_image_udf(functools.partial(embed_batches, task=task), udf_format, kind),
+            udf=make_image_udf(functools.partial(embed_batches, task=task), udf_format, kind,
+                               source_info=task.images.source_info),
             udf_format=udf_format, output_format=output_format, handle_invalid=self.getHandleInvalid(),
             output_col=self.getOutputCol(), error_col=error_col,
-            metadata=self._metadata(model, spec, output, size),
+            metadata=self._metadata(model, spec, output, size), source_info_col=self.getSourceInfoCol(),
         )

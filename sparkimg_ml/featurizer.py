@@ -20,6 +20,7 @@ from .params.keywords import KeywordParams
 from .params.output import HasOutputFormat
 from .params.persistence import StageReadable, StageWritable
 from .params.rows import HasInvalidRowParams, InvalidRowParamValues
+from .params.source import HasSourceInfoCol, SourceInfoParamValues
 from .params.stage import (
     HasColumns,
     add_image_output,
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class FeaturizerParamValues(ImageParamValues, FetchParamValues, InvalidRowParamValues, total=False):
+class FeaturizerParamValues(ImageParamValues, FetchParamValues, InvalidRowParamValues, SourceInfoParamValues,
+                            total=False):
     """Every Param of :class:`ImageUrlFeaturizer` as a constructor keyword (for type checkers)."""
 
     inputCol: str
@@ -43,7 +45,7 @@ class FeaturizerParamValues(ImageParamValues, FetchParamValues, InvalidRowParamV
 
 class ImageUrlFeaturizer(
     Transformer, HasColumns, HasInvalidRowParams, HasImageParams, HasFetchParams, HasOutputFormat,
-    KeywordParams, HasFingerprint, StageReadable, StageWritable,
+    HasSourceInfoCol, KeywordParams, HasFingerprint, StageReadable, StageWritable,
 ):
     """Fetch, decode, resize and normalise the image in each row into a tensor column.
 
@@ -70,7 +72,10 @@ class ImageUrlFeaturizer(
     Rows whose image cannot be read follow ``handleInvalid``: ``"error"`` fails
     the job with a message naming the row's source and the cause, ``"skip"`` drops
     the row, ``"keep"`` yields a null vector. With ``errorCol`` set, a reason such
-    as ``"http_404: Not Found"`` (null when fine) is written for every row.
+    as ``"http_404: Not Found"`` (null when fine) is written for every row. With
+    ``sourceInfoCol`` set, a struct of what each source is (width, height, format,
+    mode, bytes, EXIF orientation, SHA-256) is written too, from the bytes already
+    fetched.
 
     Examples
     --------
@@ -124,13 +129,15 @@ class ImageUrlFeaturizer(
         task = DecodeTask(
             spec=self._image_spec(), fetch=self._fetch_options(), input_kind=kind,
             handle_invalid=self.getHandleInvalid(), input_col=self.getInputCol(),
-            features_format=udf_format, stage_name=stage,
+            features_format=udf_format, stage_name=stage, source_info=self.getSourceInfoCol() is not None,
         )
         check_storage_backends(dataset, stage, self.getInputCol(), kind, task.handle_invalid,
                                task.fetch.storage_protocols)
         return add_image_output(
             dataset, uid=self.uid, input_col=self.getInputCol(), kind=kind,
-            udf=make_image_udf(functools.partial(featurize_batches, task=task), udf_format, kind),
+            udf=make_image_udf(functools.partial(featurize_batches, task=task), udf_format, kind,
+                               source_info=task.source_info),
             udf_format=udf_format, output_format=output_format, handle_invalid=task.handle_invalid,
             output_col=self.getOutputCol(), error_col=error_col, metadata=self.outputMetadata(),
+            source_info_col=self.getSourceInfoCol(),
         )

@@ -71,6 +71,9 @@ EMBEDDER_OUTPUT_COL = "embedding"
 RESHAPER_OUTPUT_COL = "tensor"
 HASHER_OUTPUT_COL = "hash"
 
+#: Prefix of the flat source-info fields (``source_width``, ...) of an image UDF's result struct.
+SOURCE_INFO_PREFIX = "source_"
+
 #: ``ImageEmbedder``'s model Params (``modelUri``, ``modelSha256`` and ``outputNode`` have no default).
 MODEL_DEFAULTS: dict[str, object] = {
     "flatten": True,

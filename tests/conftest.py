@@ -116,6 +116,7 @@ def force_pandas_udf(monkeypatch):
         monkeypatch.setattr(f"{module}.udf_output_format",
                             lambda wanted, use_arrow_udf=None: udf.udf_output_format(wanted, use_arrow_udf=False))
         monkeypatch.setattr(f"{module}.make_image_udf",
-                            lambda run, fmt, kind, use_arrow_udf=None: udf.make_image_udf(run, fmt, kind, False))
+                            lambda run, fmt, kind, use_arrow_udf=None, **options:
+                            udf.make_image_udf(run, fmt, kind, False, **options))
 
     return force

@@ -4,7 +4,10 @@ A UDF result is ``struct<features, error: string>``; ``features`` is a dense
 ``Vector`` in ``VectorUDT``'s own storage layout (``type=1`` and
 ``values: list<double>``), an ``array<float>`` or a ``binary`` (one byte per
 value), as :data:`~sparkimg_ml.schema.VECTOR`, :data:`~sparkimg_ml.schema.ARRAY`
-or :data:`~sparkimg_ml.schema.UINT8` say.
+or :data:`~sparkimg_ml.schema.UINT8` say. With ``sourceInfoCol`` the struct also
+has one flat field per :data:`~sparkimg_ml.image.SOURCE_INFO_FIELDS` entry
+(``source_width``, ...): flat because Spark before 4.1 cannot take a struct
+nested in a pandas UDF's struct result; the stage assembles them on the JVM side.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..schema import ARRAY, LONG, UINT8, VECTOR
+from ..image import SOURCE_INFO_FIELDS, SourceInfo
+from ..schema import ARRAY, LONG, SOURCE_INFO_PREFIX, UINT8, VECTOR
 
 #: Element type of the decoded blocks for each format. A Vector's float64 values
 #: are written directly (each one exactly the float32 value ``preprocess`` returns),
@@ -27,9 +31,10 @@ VECTOR_STORAGE_TYPE = pa.struct([
     ("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float64())),
 ])
 _DENSE = 1
+_ARROW_TYPES = {"int": pa.int32(), "bigint": pa.int64(), "string": pa.string()}
 
 
-def output_arrow_type(size: int, features_format: str = VECTOR) -> pa.DataType:
+def output_arrow_type(size: int, features_format: str = VECTOR, source_info: bool = False) -> pa.DataType:
     if features_format == VECTOR:
         features: pa.DataType = VECTOR_STORAGE_TYPE
     elif features_format == UINT8:
@@ -38,7 +43,22 @@ def output_arrow_type(size: int, features_format: str = VECTOR) -> pa.DataType:
         features = pa.int64()
     else:
         features = pa.list_(pa.float32(), size)
-    return pa.struct([("features", features), ("error", pa.string())])
+    info = [(SOURCE_INFO_PREFIX + name, _ARROW_TYPES[sql]) for name, sql in SOURCE_INFO_FIELDS] if source_info else []
+    return pa.struct([("features", features), ("error", pa.string()), *info])
+
+
+def source_info_arrays(infos: list[SourceInfo | None]) -> list[pa.Array]:
+    """One Arrow array per source-info field (null where a row has no info), in the result struct's order.
+
+    Examples
+    --------
+    >>> widths, *_, hashes = source_info_arrays([SourceInfo(width=4, sha256="ab"), None])
+    >>> widths.to_pylist(), hashes.to_pylist()
+    ([4, None], ['ab', None])
+    """
+    columns = list(zip(*(info.as_tuple() if info is not None else (None,) * len(SOURCE_INFO_FIELDS)
+                         for info in infos))) or [()] * len(SOURCE_INFO_FIELDS)
+    return [pa.array(values, type=_ARROW_TYPES[sql]) for values, (_, sql) in zip(columns, SOURCE_INFO_FIELDS)]
 
 
 def _validity(failed: np.ndarray) -> pa.Buffer | None:
@@ -69,13 +89,17 @@ def features_array(block: np.ndarray, failed: np.ndarray, features_format: str) 
     )
 
 
-def result_struct_type(features_format: str) -> Any:
-    """Spark type of a UDF result: ``struct<features: vector | array<float> | binary | long, error: string>``."""
+def result_struct_type(features_format: str, source_info: bool = False) -> Any:
+    """Spark type of a UDF result: ``struct<features: vector | array<float> | binary | long, error: string>``.
+
+    With ``source_info``, followed by the flat ``source_*`` fields.
+    """
     from pyspark.sql.types import (
         ArrayType,
         BinaryType,
         DataType,
         FloatType,
+        IntegerType,
         LongType,
         StringType,
         StructField,
@@ -92,7 +116,11 @@ def result_struct_type(features_format: str) -> Any:
         features_type = LongType()
     else:
         features_type = ArrayType(FloatType(), containsNull=False)
+    sql_types = {"int": IntegerType(), "bigint": LongType(), "string": StringType()}
+    info = [StructField(SOURCE_INFO_PREFIX + name, sql_types[sql], nullable=True)
+            for name, sql in SOURCE_INFO_FIELDS] if source_info else []
     return StructType([
         StructField("features", features_type, nullable=True),
         StructField("error", StringType(), nullable=True),
+        *info,
     ])

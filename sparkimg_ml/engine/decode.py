@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from ..errors import RowFailure, SourceError, redact_source
 from ..fetch import Fetcher, FetchOptions
-from ..image import ImageSpec, preprocess_bytes, preprocess_spark_struct
+from ..image import ImageSpec, SourceInfo, preprocess_bytes, preprocess_spark_struct, source_info
+from ..image.info import struct_source_info
 from ..schema import IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, UINT8, VECTOR  # noqa: F401 - UINT8 for the doctest
 from .arrow import BLOCK_DTYPES
 
@@ -55,6 +56,8 @@ class DecodeTask:
     features_format: str = VECTOR
     #: Named in the ``handleInvalid="error"`` message.
     stage_name: str = "ImageUrlFeaturizer"
+    #: Also read each row's :class:`~sparkimg_ml.image.SourceInfo` (``sourceInfoCol``).
+    source_info: bool = False
 
     @property
     def block_dtype(self) -> np.dtype:
@@ -80,11 +83,16 @@ class DecodedBlock:
         ``(rows,)`` bool, True where the row's image could not be read.
     reasons : list of str or None
         The reason code of each failed row (``"http_404: Not Found"``), None for good rows.
+    infos : list of SourceInfo or None, or None
+        With ``DecodeTask.source_info``: each row's source facts, None where nothing was
+        read (a failed fetch, a null source); a row that failed to decode still has its
+        length and hash. None when the task did not ask for them.
     """
 
     block: np.ndarray
     failed: np.ndarray
     reasons: list[str | None]
+    infos: list[SourceInfo | None] | None = None
 
 
 def _decode_slots() -> int:
@@ -101,17 +109,21 @@ class _RowDecoder:
         self.fetcher = fetcher
         self._decode_gate = threading.BoundedSemaphore(_decode_slots())
 
-    def __call__(self, work: tuple[Any, np.ndarray]) -> SourceError | None:
+    def __call__(self, work: tuple[Any, np.ndarray]) -> tuple[SourceError | None, SourceInfo | None]:
+        """Decode one row into ``out``: ``(error or None, source facts or None)``."""
         item, out = work
+        info = None
         try:
             if item is None:
                 raise SourceError("missing", "null source")
             kind = self.task.input_kind
             if kind == IMAGE_STRUCT:
                 height, width, n_channels, mode, data = item
+                if self.task.source_info:
+                    info = struct_source_info(height, width, n_channels)
                 with self._decode_gate:
                     preprocess_spark_struct(height, width, n_channels, mode, data, self.task.spec, out=out)
-                return None
+                return None, info
             if kind == SOURCE:
                 assert self.fetcher is not None
                 data = self.fetcher.fetch(item)
@@ -119,11 +131,13 @@ class _RowDecoder:
                 data = item
                 if len(data) == 0:
                     raise SourceError("missing", "empty bytes")
+            if self.task.source_info:
+                info = source_info(data)
             with self._decode_gate:
                 preprocess_bytes(data, self.task.spec, out=out)
-            return None
+            return None, info
         except SourceError as error:
-            return error
+            return error, info
 
 
 def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any],
@@ -182,7 +196,7 @@ def _batch_blocks(batch: pa.Array, task: DecodeTask, decoder: _RowDecoder,
     first_row: dict[Any, int] = {}
     source_row = [row if key is None else first_row.setdefault(key, row) for row, key in enumerate(keys)]
     last_copy = {source: row for row, source in enumerate(source_row) if source != row}
-    kept: dict[int, tuple[np.ndarray, SourceError | None]] = {}
+    kept: dict[int, tuple[np.ndarray, SourceError | None, SourceInfo | None]] = {}
 
     blocks: dict[int, np.ndarray] = {}
 
@@ -205,17 +219,20 @@ def _batch_blocks(batch: pa.Array, task: DecodeTask, decoder: _RowDecoder,
         block = block_of(index)
         failed = np.zeros(len(block), dtype=bool)
         reasons: list[str | None] = [None] * len(block)
+        infos: list[SourceInfo | None] | None = [None] * len(block) if task.source_info else None
         for offset, row in enumerate(range(start, start + len(block))):
             source = source_row[row]
             if source == row:
-                error = next(results)
+                error, info = next(results)
                 if source in last_copy:
-                    kept[source] = (block[offset], error)
+                    kept[source] = (block[offset], error, info)
             else:
-                values, error = kept[source]
+                values, error, info = kept[source]
                 block[offset] = values
                 if last_copy[source] == row:
                     del kept[source]
+            if infos is not None:
+                infos[offset] = info
             if error is None:
                 continue
             if task.handle_invalid == "error":
@@ -226,7 +243,7 @@ def _batch_blocks(batch: pa.Array, task: DecodeTask, decoder: _RowDecoder,
             failed[offset] = True
             reasons[offset] = error.reason
         del blocks[index]
-        yield DecodedBlock(block, failed, reasons)
+        yield DecodedBlock(block, failed, reasons, infos)
 
 
 def decoded_blocks(batches: Iterable[pa.Array], task: DecodeTask) -> Iterator[DecodedBlock]:

@@ -27,7 +27,7 @@ from ..model.onnx import LoadedModel, default_threads, load_model, run_batches
 from ..model.providers import DEFAULT_PROVIDERS, with_device
 from ..schema import UINT8
 from ..tensors import TensorInfo
-from .arrow import features_array, output_arrow_type
+from .arrow import features_array, output_arrow_type, source_info_arrays
 from .decode import DecodedBlock, DecodeTask, decoded_blocks
 
 
@@ -114,7 +114,7 @@ def _embed_block(model: LoadedModel, decoded: DecodedBlock, tensor: TensorInfo,
 
 
 def embed_batches(batches: Iterable[pa.Array], task: EmbedTask) -> Iterator[pa.StructArray]:
-    """Turn Arrow batches of the image column into ``struct<features, error>`` embedding batches.
+    """Turn Arrow batches of the image column into ``struct<features, error[, source_*]>`` embedding batches.
 
     A plain function of Arrow arrays (runs without Spark in tests and profiles).
     """
@@ -123,7 +123,7 @@ def embed_batches(batches: Iterable[pa.Array], task: EmbedTask) -> Iterator[pa.S
                        fallback=task.provider_fallback)
     tensor = TensorInfo.from_metadata({**task.images.spec.metadata(), "dtype": "uint8"})
     decode = dataclasses.replace(task.images, features_format=UINT8, stage_name="ImageEmbedder")
-    fields = list(output_arrow_type(task.output_size, task.images.features_format))
+    fields = list(output_arrow_type(task.output_size, task.images.features_format, task.images.source_info))
     inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparkimg_ml-inference")
     pending: tuple[Future, DecodedBlock] | None = None
 
@@ -131,7 +131,8 @@ def embed_batches(batches: Iterable[pa.Array], task: EmbedTask) -> Iterator[pa.S
         future, decoded = running
         return pa.StructArray.from_arrays(
             [features_array(future.result(), decoded.failed, task.images.features_format),
-             pa.array(decoded.reasons, type=pa.string())],
+             pa.array(decoded.reasons, type=pa.string()),
+             *(source_info_arrays(decoded.infos) if decoded.infos is not None else [])],
             fields=fields,
         )
 

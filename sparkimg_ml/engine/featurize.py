@@ -1,4 +1,4 @@
-"""The featurizer's per-batch function: decoded blocks packed into Arrow ``struct<features, error>``."""
+"""The featurizer's per-batch function: decoded blocks packed into Arrow ``struct<features, error[, source_*]>``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
-from .arrow import features_array, output_arrow_type
+from .arrow import features_array, output_arrow_type, source_info_arrays
 from .decode import DecodeTask, decoded_blocks
 
 
@@ -25,10 +25,11 @@ def featurize_batches(batches: Iterable[pa.Array], task: DecodeTask) -> Iterator
     >>> out.field("error").to_pylist()
     ['missing: null source', 'not_found: /no/such.png']
     """
-    fields = list(output_arrow_type(task.spec.size, task.features_format))
+    fields = list(output_arrow_type(task.spec.size, task.features_format, task.source_info))
     for decoded in decoded_blocks(batches, task):
         yield pa.StructArray.from_arrays(
             [features_array(decoded.block, decoded.failed, task.features_format),
-             pa.array(decoded.reasons, type=pa.string())],
+             pa.array(decoded.reasons, type=pa.string()),
+             *(source_info_arrays(decoded.infos) if decoded.infos is not None else [])],
             fields=fields,
         )

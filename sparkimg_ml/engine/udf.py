@@ -57,19 +57,20 @@ def udf_output_format(wanted: str, use_arrow_udf: bool | None = None) -> str:
 
 
 def make_image_udf(run: BatchFunction, output_format: str, input_kind: str,
-                   use_arrow_udf: bool | None = None) -> Any:
+                   use_arrow_udf: bool | None = None, source_info: bool = False) -> Any:
     """A vectorised UDF over the image column that runs ``run`` on its batches.
 
     ``output_format`` must be what :func:`udf_output_format` returned (the form
     ``run`` produces). ``run`` must hold only plain values (a module-level
     function, or a ``functools.partial`` of one over a task dataclass): it is
-    pickled to every executor, so it must never capture a stage.
+    pickled to every executor, so it must never capture a stage. ``source_info``
+    says that ``run``'s results carry the flat ``source_*`` fields too.
     """
     from pyspark.sql import functions as F
 
     if use_arrow_udf is None:
         use_arrow_udf = arrow_udf_available()
-    return_type = result_struct_type(output_format)
+    return_type = result_struct_type(output_format, source_info)
     if use_arrow_udf:
         def run_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
             return run(batches)
@@ -94,6 +95,9 @@ def make_image_udf(run: BatchFunction, output_format: str, input_kind: str,
             else:
                 values = [None if v is None else np.asarray(v, dtype=np.float32)
                           for v in features.to_numpy(zero_copy_only=False)]
-            yield pd.DataFrame({"features": values, "error": out.field("error").to_pylist()})
+            # object columns: a list of ints with a None would become floats
+            others = {name: pd.Series(out.field(name).to_pylist(), dtype=object)
+                      for name in out.type.names if name != "features"}
+            yield pd.DataFrame({"features": values, **others})
 
     return F.pandas_udf(run_pandas, return_type)  # type: ignore[call-overload]

@@ -33,7 +33,9 @@ The modules follow the steps: :mod:`.spec` (:class:`ImageSpec`), :mod:`.decode`
 libspng fast path for plain PNGs), :mod:`.opencv` (``decoder="auto"``: plain
 JPEGs decoded and shrunk by OpenCV), :mod:`.color` (colour profiles, transparency,
 the working mode), :mod:`.render` (geometry, resizing, the output buffer) and
-:mod:`.preprocess` (the public entry points). This package exports only public
+:mod:`.preprocess` (the public entry points); :mod:`.info` reads the facts of a
+source (size, format, mode, orientation, length, SHA-256) from its header for
+``sourceInfoCol``. This package exports only public
 names; tests and tools reach a module's private helpers through that module.
 
 Every per-image problem raises :class:`~sparkimg_ml.errors.SourceError` with a
@@ -46,6 +48,7 @@ registering pillow-heif's plugin, once, when the first HEIF image arrives.
 from __future__ import annotations
 
 from .decode import ACCEPTED_FORMATS
+from .info import SOURCE_INFO_FIELDS, SourceInfo, source_info
 from .preprocess import preprocess_bytes, preprocess_pil, preprocess_spark_struct
 from .render import OUTPUT_DTYPES, REDUCED_DECODE_MARGIN
 from .spec import (
@@ -79,7 +82,10 @@ __all__ = [
     "PRESETS",
     "REDUCED_DECODE_MARGIN",
     "RESIZE_MODES",
+    "SOURCE_INFO_FIELDS",
+    "SourceInfo",
     "preprocess_bytes",
     "preprocess_pil",
     "preprocess_spark_struct",
+    "source_info",
 ]

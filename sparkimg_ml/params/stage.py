@@ -20,8 +20,8 @@ from pyspark.sql.types import BinaryType, StringType, StructType
 
 from ..errors import missing_column
 from ..fetch.backends import BACKEND_CHECK_ROWS, absent_backends, check_backends
-from ..image import opencv
-from ..schema import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, VECTOR
+from ..image import SOURCE_INFO_FIELDS, opencv
+from ..schema import BINARY, IMAGE_STRUCT, IMAGE_STRUCT_FIELDS, SOURCE, SOURCE_INFO_PREFIX, VECTOR
 
 C = TypeVar("C", bound="HasColumns")
 
@@ -68,12 +68,14 @@ def image_input_kind(dataset: DataFrame, stage: str, input_col: str | None, hint
 def check_output_columns(dataset: DataFrame, stage: str, outputs: Sequence[str]) -> None:
     """Refuse output columns that collide with each other or with existing columns."""
     if len(set(outputs)) != len(outputs):
-        raise ValueError(f"{stage}: outputCol and errorCol must differ; both are {outputs[0]!r}.")
+        repeated = next(name for name in outputs if outputs.count(name) > 1)
+        raise ValueError(f"{stage}: the output columns (outputCol, errorCol, sourceInfoCol) must differ; "
+                         f"{repeated!r} is named twice.")
     for name in outputs:
         if name in dataset.columns:
             raise ValueError(
-                f"{stage}: output column {name!r} already exists. Choose another outputCol/errorCol or drop "
-                "the column first."
+                f"{stage}: output column {name!r} already exists. Choose another outputCol/errorCol/sourceInfoCol "
+                "or drop the column first."
             )
 
 
@@ -87,8 +89,8 @@ def checked_image_input(stage: Any, dataset: DataFrame, hint: str = "") -> str:
     name = type(stage).__name__
     input_col = stage.getInputCol() if stage.isDefined(stage.inputCol) else None
     kind = image_input_kind(dataset, name, input_col, hint=hint)
-    error_col = stage.getErrorCol()
-    check_output_columns(dataset, name, [stage.getOutputCol()] + ([error_col] if error_col else []))
+    extra_outputs = [stage.getErrorCol(), getattr(stage, "getSourceInfoCol", lambda: None)()]
+    check_output_columns(dataset, name, [stage.getOutputCol()] + [col for col in extra_outputs if col])
     return kind
 
 
@@ -152,6 +154,7 @@ def add_image_output(
     output_col: str,
     error_col: str | None,
     metadata: dict[str, Any],
+    source_info_col: str | None = None,
 ) -> DataFrame:
     """``dataset`` with the image UDF's output (and reasons) added: the tail of every image stage's ``_transform``.
 
@@ -160,6 +163,8 @@ def add_image_output(
     ``array_to_vector`` when the UDF could not return one). Rows whose image failed
     are dropped (``skip``) or kept with a null output and their reason (``keep``);
     ``error`` rows never get here (the UDF raised). Every other column passes through.
+    With ``source_info_col``, the UDF's flat ``source_*`` fields become one struct
+    column (null where nothing was read).
     """
     result_col = f"__sparkimg_ml_{uid}"
     frame = dataset.filter(keeps_every_row(F.col(input_col), kind))
@@ -174,4 +179,8 @@ def add_image_output(
     frame = frame.withColumn(output_col, output).withMetadata(output_col, metadata)
     if error_col:
         frame = frame.withColumn(error_col, F.col(result_col).getField("error"))
+    if source_info_col:
+        fields = {name: F.col(result_col).getField(SOURCE_INFO_PREFIX + name) for name, _ in SOURCE_INFO_FIELDS}
+        frame = frame.withColumn(source_info_col, F.when(fields["bytes"].isNotNull() | fields["width"].isNotNull(),
+                                                         F.struct(*[value.alias(name) for name, value in fields.items()])))
     return frame.drop(result_col)

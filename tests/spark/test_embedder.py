@@ -28,7 +28,7 @@ from pyspark.ml.tuning import CrossValidator, CrossValidatorModel, ParamGridBuil
 from pyspark.sql import functions as F
 from repo_paths import SUPPORT
 
-from sparkimg_ml import ImageEmbedder, ModelError, preprocess
+from sparkimg_ml import ImageEmbedder, ImageUrlFeaturizer, ModelError, preprocess
 from sparkimg_ml.demo import digits_frame, write_digits_pngs
 
 LOADER = SUPPORT / "load_and_predict.py"
@@ -434,3 +434,18 @@ def test_binary_file_content_gives_the_embeddings_of_the_paths(spark, photos, mo
     assert len(rows) == len(photos)
     for row in rows:
         assert np.array_equal(row["embedding"].toArray().astype(np.float32), served[row["path"].replace("file:", "")])
+
+
+def test_source_info_col_gives_the_featurizers_facts_next_to_the_embeddings(spark, photos, models, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"<html>not an image</html>")
+    frame = _frame(spark, photos[:3] + [str(broken), None])
+    embedded = ImageEmbedder(inputCol="path", modelUri=str(models["nchw"]), handleInvalid="keep", errorCol="why",
+                             sourceInfoCol="source").transform(frame)
+    featurized = ImageUrlFeaturizer(inputCol="path", imageSize=[4, 4], handleInvalid="keep",
+                                    sourceInfoCol="source").transform(frame)
+    facts = {r["id"]: r["source"] for r in embedded.select("id", "source").collect()}
+    assert facts == {r["id"]: r["source"] for r in featurized.select("id", "source").collect()}
+    assert [facts[i]["format"] for i in range(3)] == ["PNG"] * 3
+    assert facts[3]["bytes"] == broken.stat().st_size and facts[3]["width"] is None and facts[4] is None
+    assert embedded.where("embedding IS NULL").count() == 2
