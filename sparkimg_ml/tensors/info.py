@@ -127,12 +127,34 @@ class TensorInfo:
         """
         array = values if isinstance(values, np.ndarray) else flat_values(values)
         batch = array.ndim == 2 or (array.ndim == 1 and array.size != self.size and array.size % self.size == 0)
-        shaped = array.reshape(((-1,) if batch else ()) + self.shape)
+        shaped = array.reshape((-1,) + self.shape)
         if self.dtype != "uint8":
-            return shaped.astype(np.float32, copy=False)
+            result = shaped.astype(np.float32, copy=False)
+        else:
+            result = self.normalise_pixels(shaped)
+        return result if batch else result[0]
+
+    def normalise_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """A batch ``(n, *dims)`` of uint8 pixels in this tensor's layout as normalised float32.
+
+        The spatial sizes may differ from ``shape`` (a crop taken for training
+        augmentation); the channel axis must keep its length. Each value is
+        ``pixel * gain + bias`` with the per-channel coefficients of
+        :func:`normalisation`, the featurizer's own arithmetic.
+
+        Examples
+        --------
+        >>> info = TensorInfo(shape=(2, 4, 4), layout="CHW", dtype="uint8", scale=1 / 255, mean=(0.0,), std=(1.0,))
+        >>> info.normalise_pixels(np.full((1, 2, 3, 3), 255, np.uint8)).shape   # a 3x3 crop of 4x4 tensors
+        (1, 2, 3, 3)
+        """
+        axis = self.channel_axis if self.channel_axis is not None else len(self.shape) - 1
+        if pixels.ndim != len(self.shape) + 1 or pixels.shape[axis + 1] != self.shape[axis]:
+            raise ValueError(f"expected a batch of {len(self.shape)}-d tensors ({self.layout or 'channels last'}) "
+                             f"with {self.shape[axis]} channels; got shape {list(pixels.shape)}.")
         gain, bias = normalisation(self.scale, self.mean, self.std)
-        coefficient_shape = self._channel_broadcast(len(shaped.shape), batch)
-        result = np.multiply(shaped, gain.reshape(coefficient_shape), dtype=np.float32)
+        coefficient_shape = self._channel_broadcast(pixels.ndim, True)
+        result = np.multiply(pixels, gain.reshape(coefficient_shape), dtype=np.float32)
         if bias is not None:
             result += bias.reshape(coefficient_shape)
         return result

@@ -6,7 +6,7 @@ that the rest of the package works without torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,18 @@ class TensorDataset(IterableDataset):
     seed : int
         Seed of the shuffling; with :meth:`set_epoch`, every epoch has its own order,
         the same in every process.
+    transform : callable, optional
+        Applied to each row before batching and normalisation, for training
+        augmentation (e.g. ``torchvision.transforms.v2`` random crops and flips). It
+        gets one row as a torch tensor of the recorded shape and layout (uint8 pixels
+        for ``uint8`` files, normalised float32 values otherwise) and returns a tensor
+        of the same dtype; every row must come out with the same shape. ``uint8``
+        rows are normalised after it with the recorded ``scale``/``mean``/``std``
+        (:meth:`~sparkimg_ml.tensors.TensorInfo.normalise_pixels`), so a crop may
+        change the height and width but not the channels. torchvision expects
+        channels first: write the tensors with ``layout="CHW"``, larger than the
+        training crop. Random draws use torch's generator (each DataLoader worker
+        has its own seed).
 
     Examples
     --------
@@ -59,10 +71,14 @@ class TensorDataset(IterableDataset):
     ...     data.set_epoch(epoch)
     ...     for x, y in DataLoader(data, batch_size=None, num_workers=2):
     ...         loss = torch.nn.functional.cross_entropy(model(x), y)
+    >>> from torchvision.transforms import v2                                       # doctest: +SKIP
+    >>> augmented = TensorDataset("/shared/photos_40x40", batch_size=64, shuffle_buffer=2048,   # doctest: +SKIP
+    ...                           transform=v2.Compose([v2.RandomCrop(32), v2.RandomHorizontalFlip()]))
     """
 
     def __init__(self, path: str, batch_size: int = 64, rank: int | None = None,
-                 world_size: int | None = None, shuffle_buffer: int = 0, seed: int = 0) -> None:
+                 world_size: int | None = None, shuffle_buffer: int = 0, seed: int = 0,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"TensorDataset: batch_size must be a positive int; got {batch_size!r}.")
@@ -76,6 +92,10 @@ class TensorDataset(IterableDataset):
                                            and 0 <= rank < world_size):
             raise ValueError(f"TensorDataset: need 0 <= rank < world_size; got rank={rank!r}, "
                              f"world_size={world_size!r}.")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"TensorDataset: transform must be a callable taking and returning one row's tensor; "
+                            f"got {type(transform).__name__}.")
+        self.transform = transform
         self.files = TensorFiles(path)
         self.batch_size = batch_size
         self.shuffle_buffer = shuffle_buffer
@@ -123,8 +143,33 @@ class TensorDataset(IterableDataset):
             shuffle_buffer=self.shuffle_buffer, seed=self.seed, epoch=self.epoch,
         )
         for values, labels in batches:
-            x = _tensor(info.to_float32(values))
+            x = _tensor(info.to_float32(values)) if self.transform is None else self._transformed(values)
             yield x if labels is None else (x, _tensor(labels))
+
+    def _transformed(self, values: np.ndarray) -> torch.Tensor:
+        """``transform`` applied to each row of a batch, then (uint8 rows) normalised."""
+        info = self.files.info
+        stored = torch.from_numpy(np.array(values).reshape(-1, *info.shape))  # a copy: transforms may write
+        dtype = torch.uint8 if info.dtype == "uint8" else torch.float32
+        if dtype == torch.float32:
+            stored = stored.float()
+        transform = self.transform
+        assert transform is not None
+        rows: list[torch.Tensor] = []
+        for row in stored:
+            out = transform(row)
+            if not isinstance(out, torch.Tensor) or out.dtype != dtype:
+                found = out.dtype if isinstance(out, torch.Tensor) else type(out).__name__
+                raise TypeError(f"TensorDataset: transform must return a {dtype} tensor for these {info.dtype} "
+                                f"files (normalisation follows from their metadata); it returned {found}.")
+            if rows and out.shape != rows[0].shape:
+                raise ValueError(f"TensorDataset: transform returned rows of shapes {list(rows[0].shape)} and "
+                                 f"{list(out.shape)}; every row of a batch must have the same shape.")
+            rows.append(out)
+        batch = torch.stack(rows)
+        if dtype == torch.float32:
+            return batch
+        return torch.from_numpy(info.normalise_pixels(batch.numpy()))
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:

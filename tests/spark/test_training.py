@@ -266,3 +266,42 @@ def test_array_of_doubles_is_stored_as_float32(spark, tmp_path):
     write_tensors(vectors, str(tmp_path / "v"), "v", label_col="target")
     (xv, _), = list(TensorDataset(str(tmp_path / "v")))
     assert torch.equal(x, xv)
+
+
+def _crop_and_mirror(row: torch.Tensor) -> torch.Tensor:
+    """A deterministic stand-in for a torchvision crop + flip on a CHW row."""
+    return torch.flip(row[:, 2:10, 1:9], dims=[2])
+
+
+def test_transform_crops_uint8_rows_before_normalising_them_as_the_float_rows(spark, tmp_path):
+    from sparkimg_ml import ImageUrlFeaturizer
+    from sparkimg_ml.demo import write_digits_pngs
+
+    pairs = write_digits_pngs(tmp_path / "png")[:40]
+    frame = spark.createDataFrame([(str(tmp_path / "png" / name), label) for name, label in pairs],
+                                  "path string, label int")
+    read = {}
+    for output_format in ("uint8", "vector"):
+        featurizer = ImageUrlFeaturizer(inputCol="path", outputCol="t", imageSize=[12, 10], layout="CHW",
+                                        mean="imagenet", std="imagenet", outputFormat=output_format)
+        out = str(tmp_path / output_format)
+        write_tensors(featurizer.transform(frame), out, "t", label_col="label")
+        plain = torch.cat([x for x, _ in TensorDataset(out, batch_size=16)])
+        augmented = torch.cat([x for x, _ in TensorDataset(out, batch_size=16, transform=_crop_and_mirror)])
+        assert augmented.shape == (40, 3, 8, 8) and augmented.dtype == torch.float32
+        assert torch.equal(augmented, torch.flip(plain[:, :, 2:10, 1:9], dims=[3]))
+        read[output_format] = augmented
+    # uint8 rows were cropped as pixels, then normalised with the recorded mean/std: the float rows' values
+    assert torch.equal(read["uint8"], read["vector"])
+
+
+def test_transform_mistakes_are_explained(spark, tmp_path, id_tensors):
+    with pytest.raises(TypeError, match="transform must be a callable"):
+        TensorDataset(str(id_tensors), transform="flip")
+    to_double = TensorDataset(str(id_tensors), batch_size=4, transform=lambda row: row.double())
+    with pytest.raises(TypeError, match=r"must return a torch.float32 tensor .* it returned torch.float64"):
+        next(iter(to_double))
+    sizes = iter(range(10**6))
+    ragged = TensorDataset(str(id_tensors), batch_size=4, transform=lambda row: row.reshape(-1)[:2 + next(sizes) % 2])
+    with pytest.raises(ValueError, match=r"shapes \[2\] and \[3\]"):
+        next(iter(ragged))
