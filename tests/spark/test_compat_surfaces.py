@@ -52,7 +52,7 @@ def digit_site(spark, static_dir, http_server):
 def _selection_pipeline():
     featurizer = ImageUrlFeaturizer(inputCol="url", outputCol="pixels", imageSize=[8, 8], colorMode="L",
                                     handleInvalid="skip")
-    classifier = LogisticRegression(featuresCol="pixels", labelCol="label", maxIter=15, regParam=0.01)
+    classifier = LogisticRegression(featuresCol="pixels", labelCol="label", maxIter=5, regParam=0.01)
     grid = ParamGridBuilder().addGrid(featurizer.imageSize, [[8, 8], [6, 6]]).build()
     evaluator = MulticlassClassificationEvaluator(labelCol="label", metricName="accuracy")
     return Pipeline(stages=[featurizer, classifier]), grid, evaluator
