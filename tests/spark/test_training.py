@@ -114,20 +114,26 @@ def test_uint8_tensors_stay_bytes_on_disk_and_are_normalised_when_read(spark, tm
     assert [len(b[1]) for b in batches] == [8, 8, 8, 6]
 
 
-def test_featurizer_uint8_output_reads_back_as_its_float_output_bit_for_bit(spark, tmp_path):
+def _digit_tensor_files(spark, tmp_path, rows: int) -> dict:
+    """``{"uint8": dir, "vector": dir}``: the featurizer's CHW 12x10 ImageNet-normalised digits in both forms."""
     from sparkimg_ml import ImageUrlFeaturizer
     from sparkimg_ml.demo import write_digits_pngs
 
-    pairs = write_digits_pngs(tmp_path / "png")[:60]
+    pairs = write_digits_pngs(tmp_path / "png")[:rows]
     frame = spark.createDataFrame([(str(tmp_path / "png" / name), label) for name, label in pairs],
                                   "path string, label int")
-    read = {}
+    written = {}
     for output_format in ("uint8", "vector"):
         featurizer = ImageUrlFeaturizer(inputCol="path", outputCol="t", imageSize=[12, 10], layout="CHW",
                                         mean="imagenet", std="imagenet", outputFormat=output_format)
-        out = str(tmp_path / output_format)
-        write_tensors(featurizer.transform(frame), out, "t", label_col="label")
-        read[output_format] = [torch.cat(parts) for parts in zip(*TensorDataset(out, batch_size=64))]
+        written[output_format] = str(tmp_path / output_format)
+        write_tensors(featurizer.transform(frame), written[output_format], "t", label_col="label")
+    return written
+
+
+def test_featurizer_uint8_output_reads_back_as_its_float_output_bit_for_bit(spark, tmp_path):
+    read = {output_format: [torch.cat(parts) for parts in zip(*TensorDataset(out, batch_size=64))]
+            for output_format, out in _digit_tensor_files(spark, tmp_path, 60).items()}
     (x8, y8), (xf, yf) = read["uint8"], read["vector"]
     assert x8.shape == (60, 3, 12, 10) and torch.equal(y8, yf)
     assert torch.equal(x8, xf)
@@ -274,18 +280,8 @@ def _crop_and_mirror(row: torch.Tensor) -> torch.Tensor:
 
 
 def test_transform_crops_uint8_rows_before_normalising_them_as_the_float_rows(spark, tmp_path):
-    from sparkimg_ml import ImageUrlFeaturizer
-    from sparkimg_ml.demo import write_digits_pngs
-
-    pairs = write_digits_pngs(tmp_path / "png")[:40]
-    frame = spark.createDataFrame([(str(tmp_path / "png" / name), label) for name, label in pairs],
-                                  "path string, label int")
     read = {}
-    for output_format in ("uint8", "vector"):
-        featurizer = ImageUrlFeaturizer(inputCol="path", outputCol="t", imageSize=[12, 10], layout="CHW",
-                                        mean="imagenet", std="imagenet", outputFormat=output_format)
-        out = str(tmp_path / output_format)
-        write_tensors(featurizer.transform(frame), out, "t", label_col="label")
+    for output_format, out in _digit_tensor_files(spark, tmp_path, 40).items():
         plain = torch.cat([x for x, _ in TensorDataset(out, batch_size=16)])
         augmented = torch.cat([x for x, _ in TensorDataset(out, batch_size=16, transform=_crop_and_mirror)])
         assert augmented.shape == (40, 3, 8, 8) and augmented.dtype == torch.float32
