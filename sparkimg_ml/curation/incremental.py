@@ -18,7 +18,7 @@ a key and validator are computed once.
 The cache is an append-only table (Parquet by default) of one entry per computed
 source::
 
-    <key columns>  <validator columns>  <outputCol>  [<errorCol>]
+    <key columns>  <validator columns>  <outputCol>  [<errorCol>]  [<sourceInfoCol>]
     cache_fingerprint   the digest of stage.fingerprint() the entry was made with
     cache_run           the run that computed it (a random id)
     cache_computed_at   when (UTC)
@@ -116,7 +116,7 @@ class FeatureCache:
         The rows to compute are found, computed once and appended to the cache before this
         returns (that is the expensive part, and it runs now, not when the result is
         written); the returned frame then joins every row of ``df`` with its cache entry.
-        Its columns are ``df``'s followed by the stage's ``outputCol`` (and ``errorCol``),
+        Its columns are ``df``'s followed by the stage's ``outputCol`` (and ``errorCol``, ``sourceInfoCol``),
         with the output column's metadata; with ``handleInvalid="skip"`` failed rows are
         dropped, with ``"error"`` the first failure fails the run and nothing is recorded.
         """
@@ -206,11 +206,12 @@ class FeatureCache:
         if input_col not in df.columns:
             raise missing_column(type(stage).__name__, "input column", input_col, df.columns)
         error_col = stage.getErrorCol() if stage.getHandleInvalid() == "keep" else None
-        outputs = [stage.getOutputCol(), *([error_col] if error_col else [])]
+        info_col = stage.getSourceInfoCol() if hasattr(stage, "getSourceInfoCol") else None
+        outputs = [stage.getOutputCol(), *([error_col] if error_col else []), *([info_col] if info_col else [])]
         taken = [c for c in outputs if c in df.columns]
         if taken:
             raise ValueError(f"FeatureCache: the input already has the output column(s) {taken}; drop them or "
-                             "choose another outputCol/errorCol")
+                             "choose another outputCol/errorCol/sourceInfoCol")
         return input_col, outputs
 
 

@@ -181,3 +181,16 @@ def test_embeddings_are_cached_until_the_model_changes(spark, folder, tmp_path):
     retrained = values(cache.transform(embedder(), table))
     assert cache.last_run.computed == 12
     assert retrained == values(embedder().transform(table)) and retrained != first
+
+
+def test_source_facts_are_cached_with_the_output(spark, folder, tmp_path):
+    cache = FeatureCache(str(tmp_path / "cache"))
+    stage = _stage(sourceInfoCol="source")
+    expected = {r["path"]: r["source"] for r in stage.transform(_table(spark, folder)).collect()}
+    first = cache.transform(stage, _table(spark, folder))
+    assert first.columns[-3:] == ["features", "error", "source"]
+    assert {r["path"]: r["source"] for r in first.collect()} == expected
+    assert cache.last_run.computed == 12 and all(info["format"] == "PNG" for info in expected.values())
+    again = cache.transform(stage, _table(spark, folder))
+    assert cache.last_run.computed == 0
+    assert {r["path"]: r["source"] for r in again.collect()} == expected
