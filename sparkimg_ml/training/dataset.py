@@ -6,7 +6,7 @@ that the rest of the package works without torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .files import TensorFiles
 
-Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+Batch = torch.Tensor | tuple[Any, ...]
 
 
 class TensorDataset(IterableDataset):
@@ -62,6 +62,11 @@ class TensorDataset(IterableDataset):
         channels first: write the tensors with ``layout="CHW"``, larger than the
         training crop. Random draws use torch's generator (each DataLoader worker
         has its own seed).
+    extra_cols : sequence of str
+        Columns written with ``write_tensors(..., extra_cols=...)`` (e.g. an id) to
+        yield with each batch, as a last element: ``(x, y, extras)`` (``(x, extras)``
+        without labels), ``extras`` a dict of tensors (lists for strings), so
+        predictions can be joined back to their rows.
 
     Examples
     --------
@@ -78,7 +83,8 @@ class TensorDataset(IterableDataset):
 
     def __init__(self, path: str, batch_size: int = 64, rank: int | None = None,
                  world_size: int | None = None, shuffle_buffer: int = 0, seed: int = 0,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 extra_cols: Sequence[str] = ()) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"TensorDataset: batch_size must be a positive int; got {batch_size!r}.")
@@ -97,6 +103,7 @@ class TensorDataset(IterableDataset):
                             f"got {type(transform).__name__}.")
         self.transform = transform
         self.files = TensorFiles(path)
+        self.extra_cols = self.files._checked_extra_cols(extra_cols)
         self.batch_size = batch_size
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
@@ -140,11 +147,15 @@ class TensorDataset(IterableDataset):
         info = self.files.info
         batches = self.files.batches(
             batch_size=self.batch_size, shard=rank * num_workers + worker_id, num_shards=world_size * num_workers,
-            shuffle_buffer=self.shuffle_buffer, seed=self.seed, epoch=self.epoch,
+            shuffle_buffer=self.shuffle_buffer, seed=self.seed, epoch=self.epoch, extra_cols=self.extra_cols,
         )
-        for values, labels in batches:
+        for values, labels, *extras in batches:
             x = _tensor(info.to_float32(values)) if self.transform is None else self._transformed(values)
-            yield x if labels is None else (x, _tensor(labels))
+            out: tuple[Any, ...] = (x,) if labels is None else (x, _tensor(labels))
+            if extras:
+                out += ({name: _tensor(column) if column.dtype != object else column.tolist()
+                         for name, column in extras[0].items()},)
+            yield out[0] if len(out) == 1 else out
 
     def _transformed(self, values: np.ndarray) -> torch.Tensor:
         """``transform`` applied to each row of a batch, then (uint8 rows) normalised."""

@@ -22,9 +22,11 @@ from ..tensors import TensorInfo
 if TYPE_CHECKING:
     import pyarrow
 
-#: Column names inside the written files.
+#: Column names inside the written files (``write_tensors``' extra columns keep their own names).
 TENSOR_COLUMN = "tensor"
 LABEL_COLUMN = "label"
+#: The label and extra columns of a run of rows, by column name.
+Side = dict[str, np.ndarray]
 #: Metadata key (next to ``tensor``) describing the file format.
 FORMAT_KEY = "sparkimg_ml"
 FORMAT_VERSION = 1
@@ -80,6 +82,8 @@ class TensorFiles:
         label = self.metadata[FORMAT_KEY].get("label")
         #: ``"int64"`` or ``"float32"``, or None when the files hold no labels.
         self.label_dtype: str | None = label["dtype"] if label else None
+        #: The columns ``write_tensors(..., extra_cols=...)`` wrote next to the tensor (e.g. an id).
+        self.extra_cols: tuple[str, ...] = tuple(self.metadata[FORMAT_KEY].get("extra") or ())
         self.row_groups: tuple[_RowGroup, ...] = tuple(g for g in groups if g.rows > 0)
 
     @property
@@ -92,8 +96,12 @@ class TensorFiles:
         return (self.num_rows * (shard + 1)) // num_shards - (self.num_rows * shard) // num_shards
 
     def batches(self, batch_size: int = 64, shard: int = 0, num_shards: int = 1, shuffle_buffer: int = 0,
-                seed: int = 0, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+                seed: int = 0, epoch: int = 0, extra_cols: Sequence[str] = ()) -> Iterator[tuple[Any, ...]]:
         """Yield ``(values, labels)`` for one epoch of one shard; ``values`` as stored, ``(n, size)``.
+
+        With ``extra_cols`` (some of :attr:`extra_cols`) each batch is ``(values, labels,
+        extras)``, ``extras`` a dict of numpy arrays (pyarrow's ``to_numpy``: strings as
+        objects) that follow the rows through sharding and shuffling.
 
         The row groups, in file order or (with ``shuffle_buffer``) permuted by
         ``(seed, epoch)``, form one sequence of rows that is cut into ``num_shards``
@@ -106,31 +114,49 @@ class TensorFiles:
             raise ValueError(f"shard must be in [0, {num_shards}); got {shard}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+        extras = self._checked_extra_cols(extra_cols)
         order = list(self.row_groups)
         if shuffle_buffer > 0:
             order = [order[i] for i in np.random.default_rng([seed, epoch]).permutation(len(order))]
         pieces = _shard_pieces(order, shard, num_shards)
         rng = np.random.default_rng([seed, epoch, shard, num_shards])
-        pending: list[tuple[np.ndarray, np.ndarray | None]] = []
+        pending: list[tuple[np.ndarray, Side]] = []
         pending_rows = 0
-        for values, labels in self._shuffled(self._read(pieces), shuffle_buffer, rng):
-            pending.append((values, labels))
+
+        def batch(values: np.ndarray, side: Side) -> tuple[Any, ...]:
+            labels = side.get(LABEL_COLUMN)
+            return (values, labels, {name: side[name] for name in extras}) if extras else (values, labels)
+
+        for values, side in self._shuffled(self._read(pieces, extras), shuffle_buffer, rng):
+            pending.append((values, side))
             pending_rows += len(values)
             if pending_rows < batch_size:
                 continue
-            block, block_labels = _concatenate(pending)
+            block, block_side = _concatenate(pending)
             cut = pending_rows - pending_rows % batch_size
             for start in range(0, cut, batch_size):
-                yield block[start:start + batch_size], _slice(block_labels, start, start + batch_size)
-            pending = [(block[cut:], _slice(block_labels, cut, pending_rows))] if cut < pending_rows else []
+                yield batch(block[start:start + batch_size], _slice(block_side, start, start + batch_size))
+            pending = [(block[cut:], _slice(block_side, cut, pending_rows))] if cut < pending_rows else []
             pending_rows -= cut
         if pending_rows:
-            yield _concatenate(pending)
+            yield batch(*_concatenate(pending))
 
-    def _read(self, pieces: Sequence[tuple[_RowGroup, int, int]]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def _checked_extra_cols(self, extra_cols: Sequence[str]) -> tuple[str, ...]:
+        wanted = (extra_cols,) if isinstance(extra_cols, str) else tuple(extra_cols)
+        unknown = [name for name in wanted if name not in self.extra_cols]
+        if unknown:
+            written = ", ".join(map(repr, self.extra_cols)) or "none"
+            raise ValueError(f"TensorFiles: {self.path!r} has no extra column {', '.join(map(repr, unknown))} "
+                             f"(extra columns written: {written}); write them with "
+                             "write_tensors(..., extra_cols=[...]).")
+        return wanted
+
+    def _read(self, pieces: Sequence[tuple[_RowGroup, int, int]],
+              extras: Sequence[str] = ()) -> Iterator[tuple[np.ndarray, Side]]:
         import pyarrow.parquet as pq
 
-        columns = [TENSOR_COLUMN] + ([LABEL_COLUMN] if self.label_dtype else [])
+        side_columns = ([LABEL_COLUMN] if self.label_dtype else []) + list(extras)
+        columns = [TENSOR_COLUMN] + side_columns
         open_files: dict[str, Any] = {}
         try:
             for group, start, stop in pieces:
@@ -142,10 +168,10 @@ class TensorFiles:
                 group_table = open_files[group.file].read_row_group(group.index, columns=columns, use_threads=False)
                 table = group_table.slice(start, stop - start)
                 values = self._values(table.column(TENSOR_COLUMN).combine_chunks(), group.file)
-                labels = None
+                side = {name: table.column(name).to_numpy() for name in side_columns}
                 if self.label_dtype:
-                    labels = table.column(LABEL_COLUMN).to_numpy().astype(self.label_dtype, copy=False)
-                yield values, labels
+                    side[LABEL_COLUMN] = side[LABEL_COLUMN].astype(self.label_dtype, copy=False)
+                yield values, side
         finally:
             for parquet in open_files.values():
                 parquet.close()
@@ -173,28 +199,28 @@ class TensorFiles:
         return flat.reshape(rows, size)
 
     @staticmethod
-    def _shuffled(chunks: Iterator[tuple[np.ndarray, np.ndarray | None]], buffer_rows: int,
-                  rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def _shuffled(chunks: Iterator[tuple[np.ndarray, Side]], buffer_rows: int,
+                  rng: np.random.Generator) -> Iterator[tuple[np.ndarray, Side]]:
         """Pass rows through a buffer of ``buffer_rows``: each row leaving it is a uniform draw from it."""
         if buffer_rows <= 0:
             yield from chunks
             return
-        pool: list[tuple[np.ndarray, np.ndarray | None]] = []
+        pool: list[tuple[np.ndarray, Side]] = []
         pool_rows = 0
-        for values, labels in chunks:
-            pool.append((values, labels))
+        for values, side in chunks:
+            pool.append((values, side))
             pool_rows += len(values)
             if pool_rows <= buffer_rows:
                 continue
-            block, block_labels = _concatenate(pool)
+            block, block_side = _concatenate(pool)
             order = rng.permutation(pool_rows)
             leaving, staying = order[:pool_rows - buffer_rows], order[pool_rows - buffer_rows:]
-            yield block[leaving], _take(block_labels, leaving)
-            pool, pool_rows = [(block[staying], _take(block_labels, staying))], buffer_rows
+            yield block[leaving], _take(block_side, leaving)
+            pool, pool_rows = [(block[staying], _take(block_side, staying))], buffer_rows
         if pool_rows:
-            block, block_labels = _concatenate(pool)
+            block, block_side = _concatenate(pool)
             order = rng.permutation(pool_rows)
-            yield block[order], _take(block_labels, order)
+            yield block[order], _take(block_side, order)
 
 
 def _shard_pieces(order: Sequence[_RowGroup], shard: int, num_shards: int) -> list[tuple[_RowGroup, int, int]]:
@@ -210,20 +236,19 @@ def _shard_pieces(order: Sequence[_RowGroup], shard: int, num_shards: int) -> li
     return pieces
 
 
-def _concatenate(parts: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+def _concatenate(parts: Sequence[tuple[np.ndarray, Side]]) -> tuple[np.ndarray, Side]:
     if len(parts) == 1:
         return parts[0]
     values = np.concatenate([p[0] for p in parts])
-    labels = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])  # type: ignore[misc]
-    return values, labels
+    return values, {name: np.concatenate([p[1][name] for p in parts]) for name in parts[0][1]}
 
 
-def _slice(labels: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
-    return None if labels is None else labels[start:stop]
+def _slice(side: Side, start: int, stop: int) -> Side:
+    return {name: column[start:stop] for name, column in side.items()}
 
 
-def _take(labels: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
-    return None if labels is None else labels[index]
+def _take(side: Side, index: np.ndarray) -> Side:
+    return {name: column[index] for name, column in side.items()}
 
 
 def _filesystem(path: str) -> tuple[Any, str]:

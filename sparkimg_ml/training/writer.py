@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,8 @@ class TensorWriteSummary:
 
 
 def write_tensors(df: DataFrame, path: str, tensor_col: str, label_col: str | None = None,
-                  mode: str = "error", *, row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES) -> TensorWriteSummary:
+                  mode: str = "error", *, row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+                  extra_cols: Sequence[str] = ()) -> TensorWriteSummary:
     """Write a tensor column (and a label) to Parquet for :class:`TensorDataset`; return the counts.
 
     Parameters
@@ -56,6 +58,10 @@ def write_tensors(df: DataFrame, path: str, tensor_col: str, label_col: str | No
         (appended rows must have the same tensor metadata).
     row_group_bytes : int
         Target Parquet row group size; the dataset reads one row group at a time.
+    extra_cols : sequence of str
+        Other columns to write as they are (e.g. an id, to join predictions back);
+        ``TensorDataset(..., extra_cols=...)`` and ``TensorFiles.batches`` give them
+        with each batch. ``tensor`` and ``label`` are reserved names.
 
     Returns
     -------
@@ -97,10 +103,13 @@ def write_tensors(df: DataFrame, path: str, tensor_col: str, label_col: str | No
         raise ValueError(f"write_tensors: tensor column {tensor_col!r}: {error} Set it with "
                          f"df.withMetadata({tensor_col!r}, {{'tensor': {{'shape': [...], ...}}}}).") from error
     tensor, stored_dtype = _flat_tensor_column(F.col(tensor_col), field.dataType, info, tensor_col)
+    extras = _checked_extra_cols(df, extra_cols)
 
     tensor_metadata = dict(field.metadata.get(TENSOR_KEY, field.metadata))
     tensor_metadata["dtype"] = stored_dtype
     file_format: dict[str, Any] = {"version": FORMAT_VERSION, "label": None}
+    if extras:
+        file_format["extra"] = extras
     columns = [tensor]
     null_label = F.lit(False)
     if label_col is not None:
@@ -110,7 +119,7 @@ def write_tensors(df: DataFrame, path: str, tensor_col: str, label_col: str | No
         columns.append(label.alias(LABEL_COLUMN))
         null_label = F.col(LABEL_COLUMN).isNull()
     metadata = {TENSOR_KEY: tensor_metadata, FORMAT_KEY: file_format}
-    selected = df.select(columns[0].alias(TENSOR_COLUMN, metadata=metadata), *columns[1:])
+    selected = df.select(columns[0].alias(TENSOR_COLUMN, metadata=metadata), *columns[1:], *extras)
 
     null_tensor = F.col(TENSOR_COLUMN).isNull()
     counts = Observation(f"write_tensors_{uuid.uuid4().hex}")  # a name of its own, should calls overlap
@@ -132,6 +141,18 @@ def write_tensors(df: DataFrame, path: str, tensor_col: str, label_col: str | No
         path=path, rows=int(metrics["total"]) - int(metrics["dropped"]), dropped=int(metrics["dropped"]),
         null_tensors=int(metrics["null_tensors"]), null_labels=int(metrics["null_labels"]),
     )
+
+
+def _checked_extra_cols(df: DataFrame, extra_cols: Sequence[str]) -> list[str]:
+    names = [extra_cols] if isinstance(extra_cols, str) else list(extra_cols)
+    for name in names:
+        _field(df, name, "extra_cols")
+        if name in (TENSOR_COLUMN, LABEL_COLUMN):
+            raise ValueError(f"write_tensors: extra_cols may not name {name!r}, the files' own column of that "
+                             f"name; rename it first (df.withColumnRenamed({name!r}, ...)).")
+    if len(set(names)) != len(names):
+        raise ValueError(f"write_tensors: extra_cols names a column twice: {names}.")
+    return names
 
 
 def _field(df: DataFrame, name: str, argument: str) -> Any:

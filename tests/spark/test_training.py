@@ -301,3 +301,34 @@ def test_transform_mistakes_are_explained(spark, tmp_path, id_tensors):
     ragged = TensorDataset(str(id_tensors), batch_size=4, transform=lambda row: row.reshape(-1)[:2 + next(sizes) % 2])
     with pytest.raises(ValueError, match=r"shapes \[2\] and \[3\]"):
         next(iter(ragged))
+
+
+def test_extra_columns_follow_their_rows_through_shards_and_shuffling(spark, tmp_path):
+    frame = _vector_frame(spark, range(60)).withColumn("name", F.concat(F.lit("row-"), F.col("id").cast("string")))
+    path = str(tmp_path / "with_ids")
+    write_tensors(frame.repartition(3, "id"), path, "pixels", label_col="label", extra_cols=["id", "name"],
+                  row_group_bytes=1024)
+    assert TensorFiles(path).extra_cols == ("id", "name")
+    seen = []
+    for rank in (0, 1):
+        data = TensorDataset(path, batch_size=7, rank=rank, world_size=2, shuffle_buffer=16, extra_cols=["id", "name"])
+        for x, y, extras in data:
+            assert torch.equal(extras["id"], y.int()) and extras["id"].dtype == torch.int32
+            assert extras["name"] == [f"row-{i}" for i in y.tolist()]
+            assert torch.equal(x[:, 0, 0, 0], y.float())  # the first value of row i is i
+            seen.extend(extras["id"].tolist())
+    assert sorted(seen) == list(range(60))
+    # Without asking for them, batches stay (x, y); TensorFiles gives numpy arrays.
+    assert len(next(iter(TensorDataset(path, batch_size=4)))) == 2
+    values, labels, extras = next(TensorFiles(path).batches(batch_size=5, extra_cols=["name"]))
+    assert list(extras) == ["name"] and extras["name"].tolist() == [f"row-{i}" for i in labels]
+
+
+def test_extra_column_mistakes_are_explained(spark, tmp_path, id_tensors):
+    with pytest.raises(ValueError, match=r"has no extra column 'id' \(extra columns written: none\)"):
+        TensorDataset(str(id_tensors), extra_cols=["id"])
+    frame = _vector_frame(spark, range(3))
+    with pytest.raises(ValueError, match="may not name 'label'"):
+        write_tensors(frame, str(tmp_path / "t"), "pixels", extra_cols=["label"])
+    with pytest.raises(ValueError, match="extra_cols"):
+        write_tensors(frame, str(tmp_path / "t"), "pixels", extra_cols=["no_such_column"])
