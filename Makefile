@@ -33,7 +33,7 @@ browser-check:
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,docs,fast,heif,onnx,opencv,torch]" "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test,cloud,demo,dev,docs,fast,heif,onnx,opencv,quantize,torch]" "torch==2.13.0"
 	@touch $(STAMP)
 
 demo: java-check $(STAMP)

@@ -30,11 +30,12 @@ from .local import preprocess, preprocess_fingerprint
 from .model import ModelError
 from .model.export import export_onnx
 from .preview import failure_report, show_images
+from .quantize import quantize_onnx
 from .reshaper import TensorReshaper
 from .sources import read_images, spread
 
 __all__ = [
     "__version__", "REASON_CODES", "SourceError", "ImageUrlFeaturizer", "TensorReshaper", "ImageEmbedder",
-    "ModelError", "export_onnx", "preprocess", "preprocess_fingerprint", "show_images", "failure_report", "ship",
+    "ModelError", "export_onnx", "quantize_onnx", "preprocess", "preprocess_fingerprint", "show_images", "failure_report", "ship",
     "ImageHasher", "find_duplicates", "FeatureCache", "read_images", "spread",
 ]

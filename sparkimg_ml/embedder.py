@@ -302,10 +302,21 @@ class ImageEmbedder(
         spec = self._model_spec(model)
         output, _ = self._model_output(model, spec)
         items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
-        pixels = preprocess_with(items, spec, self._fetch_options())
-        embeddings = run_batches(model, pixels.reshape((len(pixels),) + spec.shape), output.name,
-                                 self.getBatchSize())
+        embeddings = run_batches(model, self._prepared(items, spec), output.name, self.getBatchSize())
         return embeddings if isinstance(images, (list, tuple)) else embeddings[0]
+
+    def model_inputs(self, images: list[ImageInput]) -> np.ndarray:
+        """What this stage feeds its model for ``images``: float32 ``(n, *input shape)``, without Spark.
+
+        The same values the Spark transform and :meth:`embed` give the model (e.g. to
+        calibrate :func:`~sparkimg_ml.quantize_onnx`). A bad image raises
+        :class:`~sparkimg_ml.SourceError` naming the reason.
+        """
+        return self._prepared(list(images), self._model_spec(self._load_model()))
+
+    def _prepared(self, items: list[ImageInput], spec: ImageSpec) -> np.ndarray:
+        pixels = preprocess_with(items, spec, self._fetch_options())
+        return pixels.reshape((len(pixels),) + spec.shape)
 
     # -- transform --------------------------------------------------------------
     def _transform(self, dataset: DataFrame) -> DataFrame:

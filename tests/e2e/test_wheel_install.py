@@ -44,6 +44,7 @@ EXTRA_MODULES = {
     "heif": ["pillow_heif"],
     "onnx": ["onnxruntime"],
     "opencv": ["cv2"],
+    "quantize": ["onnx", "onnxruntime.quantization"],
     "torch": ["torch"],
 }
 
