@@ -5,26 +5,25 @@
 or ``array``, e.g. from :class:`~sparkimg_ml.ImageEmbedder`) and returns every
 pair of rows within ``threshold`` of each other, the connected components of
 those pairs (clusters), and one row to keep per cluster. No cross join: the
-candidate pairs come from ``approxSimilarityJoin`` of Spark ML's
-``MinHashLSH`` (hashes) or ``BucketedRandomProjectionLSH`` (embeddings), and each
-candidate is then checked with the exact distance.
+candidate pairs come from locality-sensitive hashing (bit sampling for hashes,
+Spark ML's ``BucketedRandomProjectionLSH`` for embeddings), and each candidate is
+then checked with the exact distance.
 
-**Hashes.** Spark's LSH classes only OR their hash tables, so MinHash over the
-set bits of a 64-bit hash would make about a third of all random pairs collide
-in each table (two random halves of 64 bits share a Jaccard similarity of 1/3):
-a cross join in disguise. Instead each hash becomes a set of ``num_keys`` keys;
-key ``s`` is the value of ``bits_per_key`` bit positions drawn at random (with
-``seed``), tagged with ``s``. Two hashes share key ``s`` exactly when they agree
-on all of its bits, which for a Hamming distance ``d`` of ``n`` bits has
-probability ``p = (1 - d / n) ** bits_per_key`` (an AND of bit samples, the
-classic bit-sampling LSH). A MinHash table then collides with probability about
-``p / (2 - p)`` (the Jaccard similarity of the key sets), and ``num_hash_tables``
-tables OR it: the chance that a pair at distance ``d`` becomes a candidate is
-``1 - (1 - p / (2 - p)) ** num_hash_tables``. With the defaults (64 bits, 16 bits
-per key, 64 tables) that is 1.0 for ``d <= 4``, 0.99 for ``d = 8`` and 0.89 for
-``d = 10``, while two unrelated (uniform) hashes collide with probability about
-``5e-4``. Raise ``num_hash_tables`` for more recall at large thresholds; raise
-``bits_per_key`` for fewer candidates on very large tables.
+**Hashes.** Bit-sampling LSH in Spark SQL: ``num_hash_tables`` keys per hash, key
+``s`` the value of ``bits_per_key`` bit positions drawn at random (with ``seed``),
+tagged with ``s``. Rows become ``(key, id)`` pairs (a few bytes each), an equi-join
+on the key gives the candidates, and only then are the hashes joined back for the
+exact Hamming distance, so the shuffled data stays small whatever the table size
+(Spark's ``approxSimilarityJoin`` carries every row's whole vectors through its
+exploded join, which ran out of memory on 20,000 rows with a 3 GB driver). Two
+hashes share key ``s`` exactly when they agree on all of its bits, which for a
+Hamming distance ``d`` of ``n`` bits has probability ``p = (1 - d / n) **
+bits_per_key``; a pair is a candidate when any key agrees: ``1 - (1 - p) **
+num_hash_tables``. With the defaults (64 bits, 20 bits per key, 64 keys) that is
+1.0 for ``d <= 4``, 0.99 for ``d = 8`` and 0.89 for ``d = 10``, while two
+unrelated (uniform) hashes become a candidate with probability about ``6e-5``
+(300,000 candidates among 100,000 rows). Raise ``num_hash_tables`` for more recall
+at large thresholds; raise ``bits_per_key`` for fewer candidates on very large tables.
 
 **Embeddings.** Vectors are L2-normalised; the distance is the cosine distance
 ``1 - cos``, which for unit vectors is ``|a - b|^2 / 2``, so candidates come from
@@ -45,13 +44,13 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from pyspark.ml.feature import BucketedRandomProjectionLSH, MinHashLSH
+from pyspark.ml.feature import BucketedRandomProjectionLSH
 from pyspark.ml.functions import array_to_vector, vector_to_array
-from pyspark.ml.linalg import SparseVector, VectorUDT
+from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, LongType, NumericType
@@ -129,30 +128,20 @@ def _key_indices(bits_column: str, positions: list[list[int]], bits_per_key: int
     )
 
 
-def _sparse_keys(size: int) -> Any:
-    # No annotations: pyspark reads a plain UDF's type hints to guess a pandas UDF and warns when it cannot.
-    def build(indices):  # type: ignore[no-untyped-def]
-        return SparseVector(size, indices, [1.0] * len(indices))
-
-    return F.udf(build, VectorUDT())
-
-
 def _hash_candidates(frame: DataFrame, col: str, threshold: float, num_hash_tables: int,
-                     bits_per_key: int, num_keys: int, seed: int) -> DataFrame:
+                     bits_per_key: int, seed: int) -> DataFrame:
     bit_array, bits = _hash_bits(frame, col)
     if not 0 <= threshold < bits:
         raise ValueError(f"find_duplicates: threshold is a number of differing bits in [0, {bits}); got {threshold}.")
     bits_per_key = min(bits_per_key, bits)
-    positions = _key_positions(bits, bits_per_key, num_keys, seed)
-    keyed = (frame.withColumn("__bits", bit_array)
-             .withColumn("__keys", _sparse_keys(num_keys << bits_per_key)(_key_indices("__bits", positions, bits_per_key))))
-    lsh = MinHashLSH(inputCol="__keys", outputCol="__lsh", numHashTables=num_hash_tables, seed=seed)
-    model = lsh.fit(keyed)
-    # Key sets that share one key are at Jaccard distance < 1; the exact distance decides.
-    joined = model.approxSimilarityJoin(keyed, keyed, 1.0 - 1e-9, distCol="__jaccard")
-    pairs = joined.select(F.col("datasetA.__id").alias(ID_A), F.col("datasetB.__id").alias(ID_B),
-                          F.col("datasetA.__bits").alias("__a"), F.col("datasetB.__bits").alias("__b"))
-    pairs = pairs.filter(F.col(ID_A) < F.col(ID_B))
+    positions = _key_positions(bits, bits_per_key, num_hash_tables, seed)
+    hashed = frame.select("__id", bit_array.alias("__bits")).localCheckpoint()  # the bits, computed once
+    keys = hashed.select("__id", F.explode(_key_indices("__bits", positions, bits_per_key)).alias("__key"))
+    a, b = keys.alias("a"), keys.alias("b")
+    candidates = (a.join(b, F.col("a.__key") == F.col("b.__key")).where(F.col("a.__id") < F.col("b.__id"))
+                  .select(F.col("a.__id").alias(ID_A), F.col("b.__id").alias(ID_B)).distinct())
+    pairs = (candidates.join(hashed.select(F.col("__id").alias(ID_A), F.col("__bits").alias("__a")), ID_A)
+             .join(hashed.select(F.col("__id").alias(ID_B), F.col("__bits").alias("__b")), ID_B))
     distance = F.aggregate(F.zip_with("__a", "__b", lambda x, y: (x != y).cast("int")), F.lit(0),
                            lambda acc, v: acc + v)
     return pairs.select(ID_A, ID_B, distance.alias(DISTANCE)).filter(F.col(DISTANCE) <= threshold)
@@ -219,8 +208,8 @@ def find_duplicates(
     keep: str = "first",
     keep_by: str | None = None,
     num_hash_tables: int | None = None,
-    bits_per_key: int = 16,
-    num_keys: int = 128,
+    bits_per_key: int = 20,
+    num_keys: int | None = None,
     bucket_length: float | None = None,
     seed: int = 7,
     max_iterations: int = 100,
@@ -251,9 +240,11 @@ def find_duplicates(
     keep_by : str, optional
         Column that ``"largest"`` / ``"smallest"`` compare (e.g. pixel count or file size).
     num_hash_tables : int, optional
-        LSH tables (OR-ed): default 64 for hashes, 8 for embeddings.
-    bits_per_key, num_keys : int
-        Hash method only: bits sampled per key and keys per hash (see the module docs).
+        LSH tables (OR-ed): default 64 for hashes (one key of sampled bits each), 8 for embeddings.
+    bits_per_key : int
+        Hash method only: bits sampled per key (see the module docs).
+    num_keys : None
+        No longer used (the keys per hash are ``num_hash_tables``); passing it warns.
     bucket_length : float, optional
         Embedding method only: ``BucketedRandomProjectionLSH``'s bucket width
         (default ``4 * sqrt(2 * threshold)``).
@@ -281,6 +272,9 @@ def find_duplicates(
     if keep != "first" and keep_by is None:
         raise ValueError(f"find_duplicates: keep={keep!r} compares a column; pass keep_by='<column>' "
                          "(e.g. the image's pixel count or file size).")
+    if num_keys is not None:
+        warnings.warn("find_duplicates: num_keys is no longer used; each of the num_hash_tables tables is one key "
+                      "of bits_per_key sampled bits.", DeprecationWarning, stacklevel=2)
     data_type = df.schema[col].dataType
     is_hash_vector = isinstance(data_type, VectorUDT) and HASH_KEY in (df.schema[col].metadata or {})
     if method is None:
@@ -301,7 +295,7 @@ def find_duplicates(
         id_col = ROW_ID
     frame = df.select(F.col(id_col).alias("__id"), F.col(col)).filter(F.col(col).isNotNull())
     if method == "hash":
-        pairs = _hash_candidates(frame, col, threshold, num_hash_tables or 64, bits_per_key, num_keys, seed)
+        pairs = _hash_candidates(frame, col, threshold, num_hash_tables or 64, bits_per_key, seed)
     else:
         pairs = _embedding_candidates(frame, col, threshold, num_hash_tables or 8, bucket_length, seed)
     pairs = pairs.localCheckpoint()
