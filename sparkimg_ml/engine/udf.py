@@ -97,7 +97,7 @@ def make_image_udf(run: BatchFunction, output_format: str, input_kind: str,
                           for v in features.to_numpy(zero_copy_only=False)]
             # object columns: a list of ints with a None would become floats
             others = {name: pd.Series(out.field(name).to_pylist(), dtype=object)
-                      for name in out.type.names if name != "features"}
+                      for name in (field.name for field in out.type) if name != "features"}
             yield pd.DataFrame({"features": values, **others})
 
     return F.pandas_udf(run_pandas, return_type)  # type: ignore[call-overload]

@@ -71,7 +71,7 @@ def test_featurize_batches_adds_one_field_per_fact_and_copies_facts_to_repeated_
     task = DecodeTask(ImageSpec(2, 2), FetchOptions(), SOURCE, "keep", "url", source_info=True)
     sources = [str(good), None, str(tmp_path / "absent.png"), str(broken), str(good)]
     [out] = featurize_batches([pa.array(sources)], task)
-    assert out.type.names == ["features", "error"] + [f"source_{name}" for name, _ in SOURCE_INFO_FIELDS]
+    assert [f.name for f in out.type] == ["features", "error"] + [f"source_{name}" for name, _ in SOURCE_INFO_FIELDS]
     assert out.field("source_width").to_pylist() == [9, None, None, None, 9]
     assert out.field("source_format").to_pylist() == ["PNG", None, None, None, "PNG"]
     assert out.field("source_bytes").to_pylist() == [good.stat().st_size, None, None, 17, good.stat().st_size]
@@ -81,4 +81,4 @@ def test_featurize_batches_adds_one_field_per_fact_and_copies_facts_to_repeated_
 def test_without_the_option_the_result_has_only_features_and_error():
     task = DecodeTask(ImageSpec(2, 2), FetchOptions(), BINARY, "keep", "content")
     [out] = featurize_batches([pa.array([_encoded(Image.new("L", (3, 3)), "PNG")], pa.binary())], task)
-    assert out.type.names == ["features", "error"]
+    assert [f.name for f in out.type] == ["features", "error"]
