@@ -178,13 +178,19 @@ def _open(data: bytes | bytearray | memoryview, spec: ImageSpec) -> Image.Image:
     return image
 
 
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1 when absent or unreadable: a broken EXIF block must not lose the pixels)."""
+def exif_orientation(image: Image.Image) -> int | None:
+    """The EXIF ``Orientation`` tag (1-8) as stored, None when absent, unreadable or out of range."""
     try:
-        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+        value = image.getexif().get(ExifTags.Base.Orientation)
     except _DECODE_ERRORS:
-        return 1
-    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+        return None
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def _orientation(image: Image.Image) -> int:
+    """The orientation to apply (1 when absent or unreadable: a broken EXIF block must not lose the pixels)."""
+    value = exif_orientation(image)
+    return value if value in _TRANSPOSE else 1
 
 
 def _rgb16_keyed_png(image: Image.Image) -> bytes | None:

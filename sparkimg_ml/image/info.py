@@ -26,11 +26,11 @@ import hashlib
 import io
 from dataclasses import astuple, dataclass
 
-from PIL import ExifTags, Image
+from PIL import Image
 
 from ..errors import SourceError
 from . import png
-from .decode import _DECODE_ERRORS, _openers_for
+from .decode import _DECODE_ERRORS, _openers_for, exif_orientation
 
 #: The fields of a source-info struct and their Spark SQL types, in order.
 SOURCE_INFO_FIELDS: tuple[tuple[str, str], ...] = (
@@ -82,7 +82,7 @@ def source_info(data: bytes | bytearray | memoryview) -> SourceInfo:
         data = png.without_unreadable_metadata(data)  # as the decoder does: text chunks carry no pixels
         with Image.open(io.BytesIO(data), formats=_openers_for(data)) as image:
             return SourceInfo(image.width, image.height, image.format, image.mode, length,
-                              _exif_orientation(image), digest)
+                              exif_orientation(image), digest)
     except (SourceError, Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS):
         return SourceInfo(bytes=length, sha256=digest)
 
@@ -97,10 +97,3 @@ def struct_source_info(height: int, width: int, n_channels: int) -> SourceInfo:
     """
     return SourceInfo(width=width, height=height, mode=_STRUCT_MODES.get(n_channels))
 
-
-def _exif_orientation(image: Image.Image) -> int | None:
-    try:
-        value = image.getexif().get(ExifTags.Base.Orientation)
-    except _DECODE_ERRORS:
-        return None
-    return value if isinstance(value, int) and 1 <= value <= 8 else None
